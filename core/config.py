@@ -1,0 +1,259 @@
+"""Every setting of the service, typed and validated once at start-up.
+
+Names and defaults follow the product description (`POKEMON_*`, `SDXL_*`, `OPENAI_*`, `LOG_*`).
+A bad value raises `ConfigError`, whose one-line message names the variable, the value and what is
+allowed; the entry points print that line and exit non-zero instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.creature import Rarity
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_RARITY_WEIGHTS: dict[Rarity, float] = {
+    Rarity.F: 35.0,
+    Rarity.E: 25.0,
+    Rarity.D: 16.0,
+    Rarity.C: 11.0,
+    Rarity.B: 7.0,
+    Rarity.A: 4.0,
+    Rarity.S: 1.5,
+    Rarity.S_PLUS: 0.5,
+}
+
+_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
+
+
+class ConfigError(Exception):
+    """A setting has a value the service cannot run with.
+
+    Not a ValueError on purpose: pydantic would swallow it into a ValidationError.
+    """
+
+    def __init__(self, variable: str, value: object, allowed: str) -> None:
+        self.variable = variable
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"invalid setting {variable}={_shown(variable, value)}: {allowed}")
+
+
+def _shown(variable: str, value: object) -> str:
+    if "TOKEN" in variable or ("KEY" in variable and "TLS" not in variable):
+        return "'***'"
+    return repr(value if not isinstance(value, SecretStr) else "***")
+
+
+def _alias(*names: str) -> Any:
+    return Field(validation_alias=AliasChoices(*names))
+
+
+class Settings(BaseSettings):
+    """The service's configuration; build it with `get_settings()` or `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", populate_by_name=True, frozen=True, validate_default=True
+    )
+
+    # General
+    images_dir: Path = Field(Path("./pokemon"), validation_alias="POKEMON_IMAGES_DIR")
+    image_pattern: str = Field("image_{:02d}.png", validation_alias="POKEMON_IMAGE_PATTERN")
+    min_index: int = Field(0, ge=0, validation_alias="POKEMON_MIN_INDEX")
+    max_index: int = Field(5, ge=0, validation_alias="POKEMON_MAX_INDEX")
+    generation_backend: Literal["files", "sdxl"] = Field("files", validation_alias="POKEMON_GENERATION_BACKEND")
+    bearer_token: SecretStr | None = Field(None, validation_alias="POKEMON_BEARER_TOKEN")
+    rate_limit_per_min: int = Field(60, ge=0, validation_alias="POKEMON_RATE_LIMIT_PER_MIN")
+    rate_limit_max_clients: int = Field(100_000, ge=1, validation_alias="POKEMON_RATE_LIMIT_MAX_CLIENTS")
+    trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = Field((), validation_alias="POKEMON_TRUSTED_PROXIES")
+    rarity_weights: Annotated[dict[Rarity, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_RARITY_WEIGHTS), validation_alias="POKEMON_RARITY_WEIGHTS"
+    )
+
+    # Server
+    host: str = Field("0.0.0.0", validation_alias="POKEMON_HOST")  # noqa: S104 - the description serves on all interfaces
+    port: int = Field(22222, ge=0, le=65535, validation_alias="POKEMON_PORT")
+    tls_cert: Path = Field(Path("certs/cert.pem"), validation_alias="POKEMON_TLS_CERT")
+    tls_key: Path = Field(Path("certs/key.pem"), validation_alias="POKEMON_TLS_KEY")
+
+    # SDXL
+    sdxl_model: str = Field("stabilityai/sdxl-turbo", min_length=1, validation_alias="SDXL_TURBO_MODEL")
+    sdxl_width: int = Field(512, ge=64, le=4096, validation_alias="SDXL_WIDTH")
+    sdxl_height: int = Field(512, ge=64, le=4096, validation_alias="SDXL_HEIGHT")
+    sdxl_steps: int = Field(1, ge=1, le=200, validation_alias="SDXL_STEPS")
+
+    # Names
+    name_backend: Literal["local", "remote"] = Field("local", validation_alias="POKEMON_NAME_BACKEND")
+    openai_base_url: str = Field("http://localhost:11434/v1", validation_alias="OPENAI_BASE_URL")
+    openai_model: str = Field("llama3.2:1b", min_length=1, validation_alias="OPENAI_MODEL")
+    openai_api_key: SecretStr = Field(SecretStr("dummy"), validation_alias="OPENAI_API_KEY")
+    openai_timeout: float = Field(5.0, gt=0, le=600, validation_alias="OPENAI_TIMEOUT")
+
+    # Logging
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_json: bool = Field(True, validation_alias="LOG_JSON")
+    log_request_body: bool = Field(False, validation_alias="LOG_REQUEST_BODY")
+    log_remote_content: bool = Field(False, validation_alias="LOG_REMOTE_CONTENT")
+    log_image_b64: bool = Field(False, validation_alias="LOG_IMAGE_B64")
+
+    @field_validator("bearer_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("image_pattern")
+    @classmethod
+    def _pattern_formats_an_index(cls, value: str) -> str:
+        try:
+            first, second = value.format(0), value.format(1)
+        except (IndexError, KeyError, ValueError) as exc:
+            raise ValueError("a Python format string with one positional field, e.g. image_{:02d}.png") from exc
+        if first == second:
+            raise ValueError("the pattern must contain a field for the index, e.g. image_{:02d}.png")
+        if "/" in first or "\\" in first:
+            raise ValueError("a file name inside POKEMON_IMAGES_DIR, without a folder")
+        return value
+
+    @field_validator("sdxl_width", "sdxl_height")
+    @classmethod
+    def _multiple_of_eight(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError("a multiple of 8 between 64 and 4096")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> str:
+        level = _LOG_LEVELS.get(str(value).strip().upper())
+        if level is None:
+            raise ValueError("one of DEBUG, INFO, WARN, WARNING, ERROR")
+        return level
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("rarity_weights", mode="before")
+    @classmethod
+    def _parse_weights(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_rarity_weights(value)
+        return value
+
+    @field_validator("rarity_weights")
+    @classmethod
+    def _complete_weights(cls, value: dict[Rarity, float]) -> dict[Rarity, float]:
+        missing = [tier.value for tier in Rarity if tier not in value]
+        if missing:
+            raise ValueError(f"a weight for every tier F,E,D,C,B,A,S,S+ (missing {','.join(missing)})")
+        if any(not math.isfinite(weight) or weight < 0 for weight in value.values()):
+            raise ValueError("finite weights ≥ 0")
+        if sum(value.values()) <= 0:
+            raise ValueError("at least one weight above 0")
+        return value
+
+    @model_validator(mode="after")
+    def _index_range(self) -> Settings:
+        if self.max_index < self.min_index:
+            raise ConfigError("POKEMON_MAX_INDEX", self.max_index, f"must be ≥ POKEMON_MIN_INDEX ({self.min_index})")
+        return self
+
+    @property
+    def rate_limit_enabled(self) -> bool:
+        return self.rate_limit_per_min > 0
+
+    def public_view(self) -> dict[str, object]:
+        """The settings as logged at start-up: secrets masked, paths as text."""
+        view: dict[str, object] = {}
+        for name, field in type(self).model_fields.items():
+            alias = field.validation_alias
+            key = alias if isinstance(alias, str) else name
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***"
+            elif name == "bearer_token":
+                value = None
+            elif isinstance(value, Path):
+                value = str(value)
+            elif name == "trusted_proxies":
+                value = [str(network) for network in value]
+            elif name == "rarity_weights":
+                value = format_rarity_weights(value)
+            view[str(key)] = value
+        return view
+
+
+def parse_rarity_weights(text: str) -> dict[Rarity, float]:
+    """Parse `F=35,E=25,...,S+=0.5` into a weight per tier."""
+    weights: dict[Rarity, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        tier_text, sep, weight_text = part.partition("=")
+        if not sep:
+            raise ValueError("comma-separated TIER=WEIGHT pairs, e.g. F=35,E=25,D=16,C=11,B=7,A=4,S=1.5,S+=0.5")
+        try:
+            tier = Rarity(tier_text.strip().upper())
+        except ValueError:
+            raise ValueError(f"tiers among F,E,D,C,B,A,S,S+ (got {tier_text.strip()!r})") from None
+        if tier in weights:
+            raise ValueError(f"each tier once ({tier.value} appears twice)")
+        try:
+            weights[tier] = float(weight_text)
+        except ValueError:
+            raise ValueError(f"a number for {tier.value} (got {weight_text.strip()!r})") from None
+    return weights
+
+
+def format_rarity_weights(weights: dict[Rarity, float]) -> str:
+    return ",".join(f"{tier.value}={weights[tier]:g}" for tier in Rarity if tier in weights)
+
+
+def _describe(error: Any) -> tuple[str, object, str]:
+    location = error.get("loc") or ("settings",)
+    variable = str(location[0])
+    field = Settings.model_fields.get(variable)
+    if field is not None and isinstance(field.validation_alias, str):
+        variable = field.validation_alias
+    elif field is not None and field.validation_alias is not None:
+        variable = str(field.validation_alias)
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    return variable.upper(), error.get("input"), message
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (overrides win) or raise one `ConfigError` for the first bad value."""
+    try:
+        return Settings(**overrides)
+    except ConfigError:
+        raise
+    except ValidationError as exc:
+        variable, value, allowed = _describe(exc.errors()[0])
+        raise ConfigError(variable, value, allowed) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once; tests call `get_settings.cache_clear()` to re-read."""
+    return load_settings()

@@ -1,0 +1,89 @@
+"""The `files` image backend: a folder of PNGs read, checked and base64-encoded once at start-up."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from core.config import ConfigError, Settings
+from core.creature import EncodedImage
+from core.health import ComponentHealth
+from core.images.base import ImageRequest
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _to_png(data: bytes) -> bytes:
+    """Clients are promised PNG; other formats Pillow reads are converted once, here."""
+    if data.startswith(PNG_SIGNATURE):
+        return data
+    with Image.open(io.BytesIO(data)) as image:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+        return buffer.getvalue()
+
+
+def load_image(path: Path, variable: str = "POKEMON_IMAGES_DIR") -> EncodedImage:
+    """Read one image; a missing or undecodable file raises `ConfigError` naming it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(variable, str(path.parent), f"image file {path.name} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(
+            variable, str(path.parent), f"image file {path.name} cannot be read ({exc.strerror})"
+        ) from None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            width, height = image.size
+        png = _to_png(data)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ConfigError(variable, str(path.parent), f"image file {path.name} is not a readable image") from None
+    return EncodedImage(base64.b64encode(png), width, height, "files")
+
+
+def image_paths(settings: Settings) -> list[Path]:
+    return [
+        settings.images_dir / settings.image_pattern.format(index)
+        for index in range(settings.min_index, settings.max_index + 1)
+    ]
+
+
+class FilesImages:
+    """Picks one of the preloaded images; the pick is deterministic for a seed."""
+
+    backend = "files"
+
+    def __init__(self, images: list[EncodedImage]) -> None:
+        if not images:
+            raise ValueError("the files backend needs at least one image")
+        self._images = tuple(images)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FilesImages:
+        if not settings.images_dir.is_dir():
+            raise ConfigError("POKEMON_IMAGES_DIR", str(settings.images_dir), "an existing folder of images")
+        return cls([load_image(path) for path in image_paths(settings)])
+
+    @property
+    def images(self) -> tuple[EncodedImage, ...]:
+        return self._images
+
+    def pick(self, request: ImageRequest) -> EncodedImage:
+        return self._images[request.rng().randrange(len(self._images))]
+
+    async def start(self) -> None:
+        return None
+
+    async def render(self, request: ImageRequest) -> EncodedImage:
+        return self.pick(request)
+
+    def health(self) -> ComponentHealth:
+        return ComponentHealth(self.backend)
+
+    async def aclose(self) -> None:
+        return None

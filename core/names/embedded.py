@@ -1,0 +1,39 @@
+"""The `local` name backend: the embedded generator, no I/O."""
+
+from __future__ import annotations
+
+import random
+
+from core.creature import NameSourceKind
+from core.health import ComponentHealth
+from core.names.base import GeneratedName
+from core.names.local import LocalNameGenerator
+
+
+def name_rng(seed: int) -> random.Random:
+    # A stream of its own per concern, so a change in how images are drawn never changes names.
+    return random.Random(f"name:{seed}")
+
+
+class LocalNames:
+    """Names from the embedded generator, deterministic for a seed."""
+
+    backend = "local"
+
+    def __init__(self, generator: LocalNameGenerator | None = None) -> None:
+        self._generator = generator or LocalNameGenerator()
+
+    async def start(self) -> None:
+        return None
+
+    def name_now(self, seed: int) -> GeneratedName:
+        return GeneratedName(self._generator.generate(name_rng(seed)), NameSourceKind.LOCAL)
+
+    async def name_for(self, seed: int) -> GeneratedName:
+        return self.name_now(seed)
+
+    def health(self) -> ComponentHealth:
+        return ComponentHealth(self.backend)
+
+    async def aclose(self) -> None:
+        return None

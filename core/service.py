@@ -1,0 +1,173 @@
+"""The creature generator: composes a name, a rarity and an image for each call."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.config import ConfigError, Settings
+from core.creature import Creature, new_creature_id, new_seed, utc_timestamp
+from core.errors import GenerationFailed
+from core.health import ComponentHealth, HealthStatus
+from core.images.base import ImageRequest, ImageSource
+from core.images.files import FilesImages
+from core.names.base import NameSource
+from core.names.embedded import LocalNames
+from core.rarity import RarityTable
+from core.telemetry import log
+
+
+def rarity_rng(seed: int) -> random.Random:
+    return random.Random(f"rarity:{seed}")
+
+
+def build_name_source(settings: Settings) -> NameSource:
+    if settings.name_backend == "local":
+        return LocalNames()
+    raise ConfigError("POKEMON_NAME_BACKEND", settings.name_backend, "local (remote names are not in this build yet)")
+
+
+def build_image_source(settings: Settings) -> ImageSource:
+    if settings.generation_backend == "files":
+        return FilesImages.from_settings(settings)
+    raise ConfigError(
+        "POKEMON_GENERATION_BACKEND",
+        settings.generation_backend,
+        "files (the sdxl backend is not in this build yet)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHealth:
+    status: HealthStatus
+    time: str
+    images: ComponentHealth
+    names: ComponentHealth
+
+    @property
+    def ready(self) -> bool:
+        return self.status is not HealthStatus.WARMING
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "status": self.status.value,
+            "time": self.time,
+            "backend": self.images.backend,
+            "nameBackend": self.names.backend,
+            "components": {
+                "images": {"status": self.images.status.value, "detail": self.images.detail},
+                "names": {"status": self.names.status.value, "detail": self.names.detail},
+            },
+        }
+
+
+class CreatureService:
+    """Every backend is chosen once, when the service is built; callers only see this class."""
+
+    def __init__(
+        self,
+        *,
+        names: NameSource,
+        images: ImageSource,
+        rarity: RarityTable,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = new_creature_id,
+        log_image_b64: bool = False,
+    ) -> None:
+        self._names = names
+        self._images = images
+        self._rarity = rarity
+        self._clock = clock
+        self._new_id = new_id
+        self._log_image_b64 = log_image_b64
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CreatureService:
+        """Build and check every backend; a bad setting or image raises `ConfigError`."""
+        return cls(
+            names=build_name_source(settings),
+            images=build_image_source(settings),
+            rarity=RarityTable(settings.rarity_weights),
+            log_image_b64=settings.log_image_b64,
+        )
+
+    @property
+    def image_backend(self) -> str:
+        return self._images.backend
+
+    @property
+    def name_backend(self) -> str:
+        return self._names.backend
+
+    async def start(self) -> None:
+        """Start the backends once; safe to call concurrently and repeatedly."""
+        if self._started:
+            return
+        async with self._start_lock:
+            if self._started:
+                return
+            await self._names.start()
+            await self._images.start()
+            self._started = True
+
+    async def warmup(self) -> dict[str, object]:
+        began = time.perf_counter()
+        await self.start()
+        return {
+            "warmed": True,
+            "durationMs": round((time.perf_counter() - began) * 1000, 1),
+            **self.health().to_dict(),
+        }
+
+    async def generate(self, seed: int | None = None) -> Creature:
+        began = time.perf_counter()
+        if not self._started:  # Lambda runs no lifespan: the first request starts the backends
+            await self.start()
+        seed = new_seed() if seed is None else seed
+        try:
+            name = await self._names.name_for(seed)
+            rarity = self._rarity.draw(rarity_rng(seed))
+            image = await self._images.render(ImageRequest(seed=seed, name=name.value, rarity=rarity))
+        except GenerationFailed:
+            raise
+        except Exception as exc:
+            log.error("generate.failed", seed=seed, error=type(exc).__name__)
+            raise GenerationFailed("the creature could not be generated") from exc
+        creature = Creature(
+            id=self._new_id(),
+            name=name.value,
+            rarity=rarity,
+            image=image,
+            generated_at=utc_timestamp(self._clock()),
+            seed=seed,
+            name_source=name.source,
+        )
+        details: dict[str, object] = {
+            "id": creature.id,
+            "name": creature.name,
+            "rarity": creature.rarity.value,
+            "seed": seed,
+            "imageBackend": image.source,
+            "nameSource": name.source.value,
+            "duration_ms": round((time.perf_counter() - began) * 1000, 3),
+        }
+        if self._log_image_b64:
+            details["imageBase64"] = image.base64_png.decode("ascii")
+        log.info("generate.success", **details)
+        return creature
+
+    def health(self) -> ServiceHealth:
+        images, names = self._images.health(), self._names.health()
+        status = HealthStatus.worst(images.status, names.status)
+        if not self._started:
+            status = HealthStatus.WARMING
+        return ServiceHealth(status=status, time=utc_timestamp(self._clock()), images=images, names=names)
+
+    async def aclose(self) -> None:
+        await self._names.aclose()
+        await self._images.aclose()

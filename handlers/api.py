@@ -1,0 +1,299 @@
+"""The FastAPI app: routes, admission (auth, then rate limit), error mapping and the OpenAPI contract."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from core.auth import AuthOutcome, BearerAuth
+from core.clientaddr import ClientAddressResolver
+from core.config import Settings, get_settings
+from core.creature import MAX_SEED, Rarity
+from core.errors import GenerationFailed, ServiceUnavailable
+from core.ratelimit import MemoryRateLimiter, RateLimiter, TokenBucket
+from core.service import CreatureService
+from core.telemetry import flush_logs, log
+from handlers.errors import ApiError, ErrorBody, describe_error, error_response
+from handlers.middleware import RequestContextMiddleware, client_address
+
+VERSION = "1.3.0"
+REALM = 'Bearer realm="pokemon"'
+
+
+# --- The response shapes, for the OpenAPI document (responses are pre-encoded, not built from these) ---
+
+
+class CreatureMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(pattern=r"^pkm_[A-Z0-9]{12}$", examples=["pkm_MFXJZ23A4FGH"])
+    name: str = Field(examples=["Khra'gzathon"])
+    rarity: Rarity
+    seed: int = Field(ge=0, lt=MAX_SEED, description="Pass it back as `?seed=` to get the same creature.")
+    nameSource: str = Field(description="`local` or `remote`: which name backend served.")
+    imageSource: str = Field(description="The image backend that served, e.g. `files`.")
+
+
+class CreatureBody(BaseModel):
+    imageBase64: str = Field(description="A PNG, standard base64, no `data:` prefix.")
+    metadata: CreatureMetadata
+    generatedAt: str = Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", examples=["2025-11-12T20:41:32Z"])
+
+
+class HealthBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: str = Field(description="`ok`, `degraded` (a fallback is serving) or `warming`.")
+    time: str
+    backend: str = Field(description="The image backend.")
+
+
+class ReadyBody(BaseModel):
+    ready: bool
+
+
+def _header_doc(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+_RATE_HEADERS = {
+    "RateLimit-Limit": _header_doc("Requests allowed per minute (present when rate limiting is on)."),
+    "RateLimit-Remaining": _header_doc("Requests left in the current bucket."),
+    "RateLimit-Reset": _header_doc("Seconds until the bucket is full again."),
+}
+
+
+def _error_doc(status_code: int, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"model": ErrorBody, "description": describe_error(status_code)}
+    if headers:
+        doc["headers"] = headers
+    return doc
+
+
+GENERATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A new creature.", "headers": _RATE_HEADERS},
+    401: _error_doc(401, {"WWW-Authenticate": _header_doc('`Bearer realm="pokemon"`, per RFC 6750.')}),
+    422: _error_doc(422),
+    429: _error_doc(429, {"Retry-After": _header_doc("Whole seconds to wait."), **_RATE_HEADERS}),
+    500: _error_doc(500),
+    503: _error_doc(503, {"Retry-After": _header_doc("Whole seconds to wait.")}),
+}
+
+
+# --- Dependencies ---
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    service: CreatureService
+    auth: BearerAuth
+    limiter: RateLimiter | None
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+async def admit(request: Request, context: Context) -> dict[str, str]:
+    """Auth first — a refused token spends none of the client's budget — then the rate limit.
+
+    Returns the `RateLimit-*` headers for the response.
+    """
+    outcome = context.auth.check(request.headers.get("authorization"))
+    if outcome is not AuthOutcome.ALLOWED:
+        invalid = outcome is AuthOutcome.INVALID
+        log.info("auth.rejected", reason=outcome.value, client=client_address(request.scope))
+        challenge = REALM + (', error="invalid_token"' if invalid else "")
+        message = "The bearer token is invalid." if invalid else "A bearer token is required."
+        raise ApiError(401, "UNAUTHORIZED", message, {"WWW-Authenticate": challenge})
+    if context.limiter is None:
+        return {}
+    client = client_address(request.scope)
+    decision = await context.limiter.acquire(client)
+    headers = decision.headers()
+    if not decision.allowed:
+        log.info("rate_limit.rejected", client=client, retry_after=headers["Retry-After"])
+        raise ApiError(429, "RATE_LIMITED", "Too many requests; retry later.", headers)
+    return headers
+
+
+Admission = Annotated[dict[str, str], Depends(admit)]
+Seed = Annotated[
+    int | None,
+    Query(ge=0, lt=MAX_SEED, description="Makes name, rarity and image reproducible: 0 ≤ seed < 2^63."),
+]
+
+
+# --- Routes ---
+
+
+async def generate(context: Context, rate_headers: Admission, seed: Seed = None) -> Response:
+    creature = await context.service.generate(seed)
+    return Response(creature.to_json_bytes(), media_type="application/json", headers=rate_headers)
+
+
+async def health(context: Context) -> JSONResponse:
+    return JSONResponse(context.service.health().to_dict())
+
+
+async def ready(context: Context) -> JSONResponse:
+    if context.service.health().ready:
+        return JSONResponse({"ready": True})
+    return JSONResponse({"ready": False}, status_code=503, headers={"Retry-After": "1"})
+
+
+# --- Error mapping: every error is `{"error": {"code", "message"}}`, never a stack trace ---
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("query", "path", "header"))
+        if location == "seed":
+            problems.append("seed must be an integer with 0 ≤ seed < 2^63")
+        else:
+            problems.append(f"{location or 'request'}: {error.get('msg', 'invalid value')}")
+    return "; ".join(problems) or "The request is invalid."
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    message = _describe_validation(exc)
+    log.info("request.invalid", path=request.url.path, reason=message)
+    return error_response(422, "INVALID_REQUEST", message)
+
+
+async def _generation_failed(request: Request, exc: Exception) -> Response:
+    return error_response(500, "GENERATION_FAILED", "The creature could not be generated; please retry.")
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceUnavailable)
+    log.warning("service.unavailable", path=request.url.path, retry_after=exc.retry_after)
+    return error_response(503, "SERVICE_UNAVAILABLE", str(exc), {"Retry-After": str(exc.retry_after)})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    message = {404: "No such route.", 405: "Method not allowed on this route."}.get(exc.status_code, "Request failed.")
+    log.info("http.error", path=request.url.path, status=exc.status_code)
+    return error_response(exc.status_code, code, message, exc.headers)
+
+
+# --- The app ---
+
+
+def _with_bearer_security(app: FastAPI) -> None:
+    """Declare the bearer scheme in the OpenAPI document when (and only when) auth is on."""
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build_schema()
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            schema["paths"]["/v1/generate"]["get"]["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings | None = None, *, service: CreatureService | None = None) -> FastAPI:
+    """Build the app; with no arguments it reads the environment and checks every backend."""
+    settings = settings or get_settings()
+    service = service or CreatureService.from_settings(settings)
+    limiter = (
+        MemoryRateLimiter(
+            TokenBucket.per_minute(settings.rate_limit_per_min), max_buckets=settings.rate_limit_max_clients
+        )
+        if settings.rate_limit_enabled
+        else None
+    )
+    context = AppContext(service=service, auth=BearerAuth(settings.bearer_token), limiter=limiter)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Warm up in the background so /health and the readiness probe answer while backends load.
+        warming = asyncio.create_task(service.start())
+        try:
+            yield
+        finally:
+            if not warming.done():
+                warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await warming
+            await service.aclose()
+            log.info("shutdown.complete")
+            flush_logs()
+
+    app = FastAPI(
+        title="Pokémon Generator API",
+        version=VERSION,
+        description="Invents a creature on every call: an image, a name and a weighted rarity.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    app.add_api_route(
+        "/v1/generate",
+        generate,
+        methods=["GET"],
+        response_model=CreatureBody,
+        responses=GENERATE_RESPONSES,
+        summary="Generate a creature",
+        tags=["creatures"],
+    )
+    app.add_api_route(
+        "/health",
+        health,
+        methods=["GET"],
+        response_model=HealthBody,
+        summary="Liveness and status",
+        tags=["health"],
+    )
+    app.add_api_route(
+        "/health/ready",
+        ready,
+        methods=["GET"],
+        response_model=ReadyBody,
+        responses={503: {"model": ReadyBody, "description": "Still warming up."}},
+        summary="Readiness: 503 until warm-up is done",
+        tags=["health"],
+    )
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(GenerationFailed, _generation_failed)
+    app.add_exception_handler(ServiceUnavailable, _unavailable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(
+        RequestContextMiddleware,
+        resolver=ClientAddressResolver(settings.trusted_proxies),
+        log_request_body=settings.log_request_body,
+    )
+    if context.auth.enabled:
+        _with_bearer_security(app)
+    log.info(
+        "startup.config",
+        settings=settings.public_view(),
+        imageBackend=service.image_backend,
+        nameBackend=service.name_backend,
+    )
+    return app

@@ -1,0 +1,138 @@
+"""Pure ASGI middleware: request id, client address and the `http.request` / `http.response` log lines.
+
+Written against raw ASGI rather than `BaseHTTPMiddleware` because it runs on every request: no extra
+task, no body buffering, and non-HTTP scopes (lifespan, websockets) pass straight through.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.clientaddr import ClientAddressResolver
+from core.telemetry import log
+from handlers.errors import error_response
+
+REQUEST_ID_HEADER = b"x-request-id"
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+MAX_LOGGED_BODY = 4096
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for key, value in headers:
+        # Echo a caller's id only when it is plainly an id: it ends up in log lines and headers.
+        if key == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
+            return value.decode("ascii")
+    return secrets.token_hex(8)
+
+
+def client_address(scope: Scope) -> str:
+    """The address `RequestContextMiddleware` resolved, or the raw peer outside it."""
+    state: dict[str, Any] = scope.get("state") or {}
+    address = state.get("client_address")
+    if isinstance(address, str):
+        return address
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, resolver: ClientAddressResolver, log_request_body: bool = False) -> None:
+        self.app = app
+        self.resolver = resolver
+        self.log_request_body = log_request_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        request_id = _request_id(headers)
+        peer = scope.get("client")
+        forwarded = xff = None
+        if self.resolver.trusts_proxies:
+            forwarded, xff = _header(headers, b"forwarded"), _header(headers, b"x-forwarded-for")
+        client = self.resolver.resolve(peer[0] if peer else None, forwarded, xff)
+        state = scope.setdefault("state", {})
+        state["client_address"] = client
+        state["request_id"] = request_id
+        method, path = scope["method"], scope["path"]
+
+        request_fields: dict[str, object] = {
+            "method": method,
+            "path": path,
+            "client": client,
+            "request_id": request_id,
+        }
+        if scope.get("query_string"):
+            request_fields["query"] = scope["query_string"][:512].decode("latin-1")
+        if self.log_request_body:
+            receive, body = await _buffer_body(receive)
+            request_fields["body"] = body[:MAX_LOGGED_BODY].decode("utf-8", "replace")
+        log.info("http.request", **request_fields)
+
+        status = 500
+        started = False
+        raw_request_id = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, raw_request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Caught here rather than in Starlette's outermost handler so the client still gets the
+            # contract's JSON body and request id, and no traceback reaches the logs.
+            log.error("http.unhandled", path=path, request_id=request_id, error=type(exc).__name__)
+            if started:
+                raise
+            response = error_response(500, "INTERNAL_ERROR", "Something went wrong; please retry.")
+            await response(scope, receive, send_with_id)
+        finally:
+            duration_ms = round((time.perf_counter() - began) * 1000, 3)
+            log.info(
+                "http.response",
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=duration_ms,
+                client=client,
+                request_id=request_id,
+            )
+
+
+async def _buffer_body(receive: Receive) -> tuple[Receive, bytes]:
+    """Read the whole body for the log, then replay it to the app unchanged."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    return replay, b"".join(chunks)

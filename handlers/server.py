@@ -1,0 +1,81 @@
+"""uvicorn entry point: `python -m handlers.server` (HTTPS on POKEMON_HOST:POKEMON_PORT when certs exist)."""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from core.config import ConfigError, Settings, load_settings
+from core.telemetry import configure_logging, flush_logs, log
+from handlers.api import create_app
+
+
+def tls_files(settings: Settings) -> tuple[Path, Path] | None:
+    """The cert and key when both exist and load; None when neither exists; `ConfigError` otherwise."""
+    cert, key = settings.tls_cert, settings.tls_key
+    if not cert.is_file() and not key.is_file():
+        return None
+    for variable, path in (("POKEMON_TLS_CERT", cert), ("POKEMON_TLS_KEY", key)):
+        if not path.is_file():
+            raise ConfigError(variable, str(path), "an existing PEM file (the cert and key go together)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError, ValueError):
+        raise ConfigError("POKEMON_TLS_CERT", str(cert), f"a PEM certificate matching the key in {key}") from None
+    return cert, key
+
+
+def build_server(settings: Settings) -> uvicorn.Server:
+    tls = tls_files(settings)
+    app = create_app(settings)
+    if tls is None:
+        log.warning(
+            "startup.tls_disabled",
+            reason="no certificate files; serving plain HTTP",
+            hint="python -m handlers.certs",
+        )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
+        # Client addresses come from core.clientaddr and POKEMON_TRUSTED_PROXIES only: uvicorn would
+        # otherwise believe X-Forwarded-For from 127.0.0.1 and hand a spoofer a fresh rate-limit bucket.
+        proxy_headers=False,
+        forwarded_allow_ips="",
+        server_header=False,
+        access_log=False,  # http.response lines replace the access log
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pokemon-server", description="Run the Pokémon Generator API.")
+    parser.add_argument("--host", help="overrides POKEMON_HOST")
+    parser.add_argument("--port", type=int, help="overrides POKEMON_PORT")
+    args = parser.parse_args(argv)
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    try:
+        settings = load_settings(**overrides)
+        configure_logging(level=settings.log_level, json_lines=settings.log_json)
+        server = build_server(settings)
+    except ConfigError as exc:
+        print(f"pokemon: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server.run()  # uvicorn handles SIGINT/SIGTERM: stops accepting, drains, runs the lifespan shutdown
+    finally:
+        flush_logs()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
