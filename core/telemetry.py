@@ -116,8 +116,9 @@ class EventFormatter(BasePowertoolsFormatter):
 
 
 def _text(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return json.dumps(text, ensure_ascii=False) if (" " in text or not text) else text
+    if not isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json.dumps(value, ensure_ascii=False) if (" " in value or "=" in value or not value) else value
 
 
 class BackgroundLineHandler(logging.Handler):

@@ -68,14 +68,15 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["client_address"] = client
         state["request_id"] = request_id
-        method, path = scope["method"], scope["path"]
+        # Every line logged while this request runs carries its id, whichever module writes it.
+        with log.logger.append_context_keys(request_id=request_id):
+            await self._handle(scope, receive, send, began=began, request_id=request_id, client=client)
 
-        request_fields: dict[str, object] = {
-            "method": method,
-            "path": path,
-            "client": client,
-            "request_id": request_id,
-        }
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, *, began: float, request_id: str, client: str
+    ) -> None:
+        method, path = scope["method"], scope["path"]
+        request_fields: dict[str, object] = {"method": method, "path": path, "client": client}
         if scope.get("query_string"):
             request_fields["query"] = scope["query_string"][:512].decode("latin-1")
         if self.log_request_body:
@@ -99,22 +100,14 @@ class RequestContextMiddleware:
         except Exception as exc:
             # Caught here rather than in Starlette's outermost handler so the client still gets the
             # contract's JSON body and request id, and no traceback reaches the logs.
-            log.error("http.unhandled", path=path, request_id=request_id, error=type(exc).__name__)
+            log.error("http.unhandled", path=path, error=type(exc).__name__)
             if started:
                 raise
             response = error_response(500, "INTERNAL_ERROR", "Something went wrong; please retry.")
             await response(scope, receive, send_with_id)
         finally:
             duration_ms = round((time.perf_counter() - began) * 1000, 3)
-            log.info(
-                "http.response",
-                method=method,
-                path=path,
-                status=status,
-                duration_ms=duration_ms,
-                client=client,
-                request_id=request_id,
-            )
+            log.info("http.response", method=method, path=path, status=status, duration_ms=duration_ms, client=client)
 
 
 async def _buffer_body(receive: Receive) -> tuple[Receive, bytes]:

@@ -91,7 +91,9 @@ def start_server(
     )
     log_file.close()
     scheme = "https" if tls else "http"
-    server = ServerProcess(process, f"{scheme}://127.0.0.1:{port}", log_path, verify=str(certs / "cert.pem") if tls else False)
+    server = ServerProcess(
+        process, f"{scheme}://127.0.0.1:{port}", log_path, verify=str(certs / "cert.pem") if tls else False
+    )
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

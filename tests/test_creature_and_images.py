@@ -35,7 +35,9 @@ def test_timestamps_are_utc_seconds_with_z() -> None:
 @given(name=st.text(min_size=1, max_size=30), seed=st.integers(min_value=0, max_value=2**63 - 1))
 def test_wire_form_is_valid_json_with_the_contract_keys(name: str, seed: int) -> None:
     image = EncodedImage(base64.b64encode(b"\x89PNG fake"), 1, 1, "files")
-    creature = Creature("pkm_ABCDEFGHIJKL", name, Rarity.S_PLUS, image, "2025-11-12T20:41:32Z", seed, NameSourceKind.LOCAL)
+    creature = Creature(
+        "pkm_ABCDEFGHIJKL", name, Rarity.S_PLUS, image, "2025-11-12T20:41:32Z", seed, NameSourceKind.LOCAL
+    )
     body = json.loads(creature.to_json_bytes())
     assert body["imageBase64"] == image.base64_png.decode()
     assert body["metadata"] == {

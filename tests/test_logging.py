@@ -1,0 +1,123 @@
+"""Log lines, byte for byte: golden files of the JSON and text formats, and no secrets in them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.config import load_settings
+from core.rarity import RarityTable
+from core.service import CreatureService, build_image_source, build_name_source
+from core.telemetry import configure_logging, flush_logs, log
+from handlers.api import create_app
+from tests.conftest import REPO
+
+GOLDEN = Path(__file__).parent / "golden"
+FIXED_TIME = 1762980092.0  # 2025-11-12T20:41:32Z
+
+
+def _normalise(text: str) -> str:
+    # Durations are the one thing a run cannot fix; everything else must match exactly.
+    text = re.sub(r'"duration_ms":[0-9.]+', '"duration_ms":0', text)
+    return re.sub(r"duration_ms=[0-9.]+", "duration_ms=0", text)
+
+
+def _capture(json_lines: bool, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(REPO)
+    stream = io.StringIO()
+    configure_logging(level="INFO", json_lines=json_lines, stream=stream, background=False, clock=lambda: FIXED_TIME)
+    try:
+        settings = load_settings(images_dir=Path("pokemon"), bearer_token="golden-token", rate_limit_per_min=2)
+        service = CreatureService(
+            names=build_name_source(settings),
+            images=build_image_source(settings),
+            rarity=RarityTable(settings.rarity_weights),
+            clock=lambda: FIXED_TIME,
+            new_id=lambda: "pkm_GOLDEN000001",
+        )
+        app = create_app(settings, service=service)
+
+        async def scenario() -> None:
+            transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                good = {"Authorization": "Bearer golden-token"}
+                await client.get("/v1/generate", params={"seed": 7}, headers={**good, "X-Request-ID": "req-1"})
+                await client.get("/v1/generate", headers={"Authorization": "Bearer wrong", "X-Request-ID": "req-2"})
+                await client.get("/v1/generate", params={"seed": "x"}, headers={**good, "X-Request-ID": "req-3"})
+                await client.get("/v1/generate", params={"seed": 8}, headers={**good, "X-Request-ID": "req-4"})
+                await client.get("/health", headers={"X-Request-ID": "req-5"})
+
+        asyncio.run(scenario())
+        log.info("remote_name.ok", name="Khra'gzathon")
+        flush_logs()
+        return _normalise(stream.getvalue())
+    finally:
+        configure_logging(level="INFO", json_lines=True)
+
+
+@pytest.mark.parametrize(("json_lines", "golden"), [(True, "events.jsonl"), (False, "events.txt")])
+def test_log_lines_match_the_golden_file(json_lines: bool, golden: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    captured = _capture(json_lines, monkeypatch)
+    path = GOLDEN / golden
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(captured, encoding="utf-8")
+    assert captured == path.read_text(encoding="utf-8")
+    assert "golden-token" not in captured
+
+
+def test_json_lines_have_the_description_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for line in _capture(True, monkeypatch).splitlines():
+        entry = json.loads(line)
+        assert list(entry)[:4] == ["ts", "level", "logger", "message"]
+        assert entry["ts"] == "2025-11-12T20:41:32Z"
+        assert isinstance(entry["extra"], dict)
+
+
+def test_log_level_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    configure_logging(level="WARNING", stream=stream, background=False)
+    try:
+        log.info("quiet.event")
+        log.warning("loud.event", detail=1)
+        flush_logs()
+    finally:
+        configure_logging(level="INFO")
+    assert "quiet.event" not in stream.getvalue()
+    assert "loud.event" in stream.getvalue()
+
+
+def test_exceptions_are_logged_by_type_without_a_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    configure_logging(stream=stream, background=False)
+    try:
+        try:
+            raise ValueError("/internal/path/secret")
+        except ValueError:
+            log.logger.exception("boom")
+        flush_logs()
+    finally:
+        configure_logging()
+    line = json.loads(stream.getvalue())
+    assert line["extra"]["exception"] == "ValueError"
+    assert "Traceback" not in stream.getvalue()
+    assert "/internal/path" not in stream.getvalue()
+
+
+def test_background_writer_delivers_every_line_in_order() -> None:
+    stream = io.StringIO()
+    configure_logging(stream=stream, background=True)
+    try:
+        for index in range(2000):
+            log.info("bulk.event", index=index)
+        flush_logs()
+    finally:
+        configure_logging()
+    indexes = [json.loads(line)["extra"]["index"] for line in stream.getvalue().splitlines()]
+    assert indexes == list(range(2000))
