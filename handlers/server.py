@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -70,11 +72,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pokemon: {exc}", file=sys.stderr)
         return 2
+    # uvicorn catches SIGINT/SIGTERM itself (stop accepting, drain, lifespan shutdown), then re-raises the
+    # signal through the handlers it found: these make that last step a quiet exit 0 after the logs flush.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_after_shutdown)
     try:
-        server.run()  # uvicorn handles SIGINT/SIGTERM: stops accepting, drains, runs the lifespan shutdown
+        server.run()
     finally:
         flush_logs()
     return 0 if server.started else 1
+
+
+def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ class ServerProcess:
     process: subprocess.Popen[str]
     base_url: str
     log_path: Path
-    verify: str | bool = False
+    verify: ssl.SSLContext | bool = False
     _stopped: bool = field(default=False, init=False)
 
     def client(self, **kwargs: object) -> httpx.Client:
@@ -91,9 +92,8 @@ def start_server(
     )
     log_file.close()
     scheme = "https" if tls else "http"
-    server = ServerProcess(
-        process, f"{scheme}://127.0.0.1:{port}", log_path, verify=str(certs / "cert.pem") if tls else False
-    )
+    verify = ssl.create_default_context(cafile=settings["POKEMON_TLS_CERT"]) if tls else False
+    server = ServerProcess(process, f"{scheme}://127.0.0.1:{port}", log_path, verify=verify)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
