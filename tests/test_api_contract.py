@@ -198,7 +198,9 @@ def test_spoofed_forwarding_headers_earn_no_fresh_bucket(server_factory: ServerF
     with server.client() as client:
         first = client.get("/v1/generate")
         spoofed = [
-            client.get("/v1/generate", headers={"X-Forwarded-For": f"203.0.113.{n}", "Forwarded": f"for=198.51.100.{n}"})
+            client.get(
+                "/v1/generate", headers={"X-Forwarded-For": f"203.0.113.{n}", "Forwarded": f"for=198.51.100.{n}"}
+            )
             for n in range(3)
         ]
     assert first.status_code == 200

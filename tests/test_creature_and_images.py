@@ -59,18 +59,18 @@ def test_every_configured_file_is_checked(tmp_path: Path) -> None:
     for index in range(3):
         _write_png(tmp_path / f"image_{index:02d}.png", (index * 80, 0, 0))
     settings = load_settings(images_dir=tmp_path, max_index=3)
-    with pytest.raises(ConfigError, match="image file image_03.png does not exist"):
+    with pytest.raises(ConfigError, match=r"image file image_03\.png does not exist"):
         FilesImages.from_settings(settings)
     (tmp_path / "image_03.png").write_bytes(b"not an image at all")
-    with pytest.raises(ConfigError, match="image file image_03.png is not a readable image"):
+    with pytest.raises(ConfigError, match=r"image file image_03\.png is not a readable image"):
         FilesImages.from_settings(settings)
     (tmp_path / "image_03.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with pytest.raises(ConfigError, match="image_03.png is not a readable image"):
+    with pytest.raises(ConfigError, match=r"image_03\.png is not a readable image"):
         FilesImages.from_settings(settings)
 
 
 def test_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="POKEMON_IMAGES_DIR.*an existing folder"):
+    with pytest.raises(ConfigError, match=r"POKEMON_IMAGES_DIR=.* an existing folder"):
         FilesImages.from_settings(load_settings(images_dir=tmp_path / "nope"))
 
 
