@@ -94,19 +94,27 @@ def start_server(
     scheme = "https" if tls else "http"
     verify = ssl.create_default_context(cafile=settings["POKEMON_TLS_CERT"]) if tls else False
     server = ServerProcess(process, f"{scheme}://127.0.0.1:{port}", log_path, verify=verify)
-    deadline = time.monotonic() + ready_timeout
+    try:
+        _wait_until_healthy(server, ready_timeout)
+    except BaseException:
+        server.stop(signal.SIGKILL)  # never leave a half-started server behind
+        raise
+    return server
+
+
+def _wait_until_healthy(server: ServerProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log_path.read_text()}")
         try:
             with server.client() as client:
                 if client.get("/health").status_code == 200:
-                    return server
+                    return
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    server.stop(signal.SIGKILL)
-    raise RuntimeError(f"server did not answer within {ready_timeout}s:\n{log_path.read_text()}")
+    raise RuntimeError(f"server did not answer within {timeout}s:\n{server.log_path.read_text()}")
 
 
 ServerFactory = Callable[..., ServerProcess]
