@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -131,9 +131,17 @@ async def admit(request: Request, context: Context) -> dict[str, str]:
 
 
 Admission = Annotated[dict[str, str], Depends(admit)]
+def _plain_digits(value: object) -> object:
+    # Pydantic's lax ints take "+5", "1_000" and "1.0"; a seed is written in plain decimal digits only.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("plain decimal digits")
+    return value
+
+
 Seed = Annotated[
     int | None,
     Query(ge=0, lt=MAX_SEED, description="Makes name, rarity and image reproducible: 0 ≤ seed < 2^63."),
+    BeforeValidator(_plain_digits),
 ]
 
 

@@ -73,7 +73,9 @@ def test_creatures_vary(shared_server: ServerProcess) -> None:
     assert len({c["metadata"]["rarity"] for c in creatures}) >= 3
 
 
-@pytest.mark.parametrize("seed", ["-1", "abc", "1.5", str(2**63), "9" * 40, "0x10", "1e3", "NaN"])
+@pytest.mark.parametrize(
+    "seed", ["-1", "abc", "1.5", "1.0", "+5", "1_000", " 7", "", str(2**63), "9" * 40, "0x10", "1e3", "NaN", "٣"]
+)
 def test_bad_seeds_get_a_422_json_error(shared_server: ServerProcess, seed: str) -> None:
     with shared_server.client() as client:
         response = client.get("/v1/generate", params={"seed": seed})
