@@ -131,6 +131,8 @@ async def admit(request: Request, context: Context) -> dict[str, str]:
 
 
 Admission = Annotated[dict[str, str], Depends(admit)]
+
+
 def _plain_digits(value: object) -> object:
     # Pydantic's lax ints take "+5", "1_000" and "1.0"; a seed is written in plain decimal digits only.
     if isinstance(value, str) and not (value.isascii() and value.isdigit()):
