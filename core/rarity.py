@@ -26,7 +26,11 @@ class RarityTable:
         self._total = self._cumulative[-1]
 
     def draw(self, rng: random.Random) -> Rarity:
-        point = rng.random() * self._total
+        return self.at(rng.random())
+
+    def at(self, unit: float) -> Rarity:
+        """The tier at `unit` ∈ [0, 1) along the cumulative weights: a uniform `unit` gives the weighted draw."""
+        point = unit * self._total
         # bisect_right so a point landing exactly on a boundary goes to the next tier, never past the end.
         index = bisect.bisect_right(self._cumulative, point)
         return self._tiers[min(index, len(self._tiers) - 1)]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core import streams
 from core.config import ConfigError, Settings
 from core.creature import Creature, new_creature_id, new_seed, utc_timestamp
 from core.errors import GenerationFailed
@@ -18,10 +18,6 @@ from core.names.base import NameSource
 from core.names.embedded import LocalNames
 from core.rarity import RarityTable
 from core.telemetry import log
-
-
-def rarity_rng(seed: int) -> random.Random:
-    return random.Random(f"rarity:{seed}")
 
 
 def build_name_source(settings: Settings) -> NameSource:
@@ -131,7 +127,7 @@ class CreatureService:
         seed = new_seed() if seed is None else seed
         try:
             name = await self._names.name_for(seed)
-            rarity = self._rarity.draw(rarity_rng(seed))
+            rarity = self._rarity.at(streams.unit(seed, b"rarity"))
             image = await self._images.render(ImageRequest(seed=seed, name=name.value, rarity=rarity))
         except GenerationFailed:
             raise

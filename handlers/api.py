@@ -5,28 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from core.auth import AuthOutcome, BearerAuth
+from core.auth import BearerAuth
 from core.clientaddr import ClientAddressResolver
 from core.config import Settings, get_settings
 from core.creature import MAX_SEED, Rarity
-from core.errors import GenerationFailed, ServiceUnavailable
-from core.ratelimit import MemoryRateLimiter, RateLimiter, TokenBucket
+from core.ratelimit import MemoryRateLimiter, TokenBucket
 from core.service import CreatureService
 from core.telemetry import flush_logs, log
+from handlers.context import AppContext
+from handlers.endpoint import GenerateEndpoint, GenerateRouteMiddleware
 from handlers.errors import ApiError, ErrorBody, describe_error, error_response
-from handlers.middleware import RequestContextMiddleware, client_address
+from handlers.middleware import RequestContextMiddleware
 
 VERSION = "1.3.0"
-REALM = 'Bearer realm="pokemon"'
 
 
 # --- The response shapes, for the OpenAPI document (responses are pre-encoded, not built from these) ---
@@ -92,75 +91,39 @@ GENERATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 # --- Dependencies ---
 
 
-@dataclass(frozen=True, slots=True)
-class AppContext:
-    service: CreatureService
-    auth: BearerAuth
-    limiter: RateLimiter | None
+SEED_PARAMETER: dict[str, Any] = {
+    "name": "seed",
+    "in": "query",
+    "required": False,
+    "description": "Makes name, rarity and image reproducible: 0 ≤ seed < 2^63.",
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEED - 1},
+}
 
 
-def get_context(request: Request) -> AppContext:
+def context_of(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
-
-
-Context = Annotated[AppContext, Depends(get_context)]
-
-
-async def admit(request: Request, context: Context) -> dict[str, str]:
-    """Auth first — a refused token spends none of the client's budget — then the rate limit.
-
-    Returns the `RateLimit-*` headers for the response.
-    """
-    outcome = context.auth.check(request.headers.get("authorization"))
-    if outcome is not AuthOutcome.ALLOWED:
-        invalid = outcome is AuthOutcome.INVALID
-        log.info("auth.rejected", reason=outcome.value, client=client_address(request.scope))
-        challenge = REALM + (', error="invalid_token"' if invalid else "")
-        message = "The bearer token is invalid." if invalid else "A bearer token is required."
-        raise ApiError(401, "UNAUTHORIZED", message, {"WWW-Authenticate": challenge})
-    if context.limiter is None:
-        return {}
-    client = client_address(request.scope)
-    decision = await context.limiter.acquire(client)
-    headers = decision.headers()
-    if not decision.allowed:
-        log.info("rate_limit.rejected", client=client, retry_after=headers["Retry-After"])
-        raise ApiError(429, "RATE_LIMITED", "Too many requests; retry later.", headers)
-    return headers
-
-
-Admission = Annotated[dict[str, str], Depends(admit)]
-
-
-def _plain_digits(value: object) -> object:
-    # Pydantic's lax ints take "+5", "1_000" and "1.0"; a seed is written in plain decimal digits only.
-    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-        raise ValueError("plain decimal digits")
-    return value
-
-
-Seed = Annotated[
-    int | None,
-    Query(ge=0, lt=MAX_SEED, description="Makes name, rarity and image reproducible: 0 ≤ seed < 2^63."),
-    BeforeValidator(_plain_digits),
-]
 
 
 # --- Routes ---
 
 
-async def generate(context: Context, rate_headers: Admission, seed: Seed = None) -> Response:
-    creature = await context.service.generate(seed)
-    return Response(creature.to_json_bytes(), media_type="application/json", headers=rate_headers)
+async def generate(request: Request) -> Response:
+    """Served by `GenerateRouteMiddleware` in a normal app; this route documents it and serves when the
+    app is built with `hot_path=False` — through the very same renderer."""
+    endpoint: GenerateEndpoint = request.app.state.generate_endpoint
+    status, headers, body = await endpoint.render(request.scope)
+    response = Response(body, status_code=status)
+    response.raw_headers.extend(headers)
+    return response
 
 
-async def health(context: Context) -> JSONResponse:
-    return JSONResponse(context.service.health().to_dict())
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse(context_of(request).service.health().to_dict())
 
 
-async def ready(context: Context) -> JSONResponse:
-    if context.service.health().ready:
+async def ready(request: Request) -> JSONResponse:
+    if context_of(request).service.health().ready:
         return JSONResponse({"ready": True})
     return JSONResponse({"ready": False}, status_code=503, headers={"Retry-After": "1"})
 
@@ -177,10 +140,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
     problems = []
     for error in exc.errors()[:5]:
         location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("query", "path", "header"))
-        if location == "seed":
-            problems.append("seed must be an integer with 0 ≤ seed < 2^63")
-        else:
-            problems.append(f"{location or 'request'}: {error.get('msg', 'invalid value')}")
+        problems.append(f"{location or 'request'}: {error.get('msg', 'invalid value')}")
     return "; ".join(problems) or "The request is invalid."
 
 
@@ -189,16 +149,6 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     message = _describe_validation(exc)
     log.info("request.invalid", path=request.url.path, reason=message)
     return error_response(422, "INVALID_REQUEST", message)
-
-
-async def _generation_failed(request: Request, exc: Exception) -> Response:
-    return error_response(500, "GENERATION_FAILED", "The creature could not be generated; please retry.")
-
-
-async def _unavailable(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceUnavailable)
-    log.warning("service.unavailable", path=request.url.path, retry_after=exc.retry_after)
-    return error_response(503, "SERVICE_UNAVAILABLE", str(exc), {"Retry-After": str(exc.retry_after)})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -227,8 +177,13 @@ def _with_bearer_security(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings | None = None, *, service: CreatureService | None = None) -> FastAPI:
-    """Build the app; with no arguments it reads the environment and checks every backend."""
+def create_app(
+    settings: Settings | None = None, *, service: CreatureService | None = None, hot_path: bool = True
+) -> FastAPI:
+    """Build the app; with no arguments it reads the environment and checks every backend.
+
+    `hot_path=False` leaves `GET /v1/generate` to FastAPI's router (for comparisons and tests).
+    """
     settings = settings or get_settings()
     service = service or CreatureService.from_settings(settings)
     limiter = (
@@ -262,12 +217,14 @@ def create_app(settings: Settings | None = None, *, service: CreatureService | N
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.generate_endpoint = GenerateEndpoint(context)
     app.add_api_route(
         "/v1/generate",
         generate,
         methods=["GET"],
         response_model=CreatureBody,
         responses=GENERATE_RESPONSES,
+        openapi_extra={"parameters": [SEED_PARAMETER]},
         summary="Generate a creature",
         tags=["creatures"],
     )
@@ -290,10 +247,10 @@ def create_app(settings: Settings | None = None, *, service: CreatureService | N
     )
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(GenerationFailed, _generation_failed)
-    app.add_exception_handler(ServiceUnavailable, _unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_middleware(
+    if hot_path:
+        app.add_middleware(GenerateRouteMiddleware, endpoint=app.state.generate_endpoint)
+    app.add_middleware(  # added last, so outermost: it sees every request, the hot path included
         RequestContextMiddleware,
         resolver=ClientAddressResolver(settings.trusted_proxies),
         log_request_body=settings.log_request_body,

@@ -32,8 +32,12 @@ class ApiError(Exception):
         return f"{type(self).__name__}(status_code={self.status_code!r}, code={self.code!r})"
 
 
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+
+
 def error_response(status_code: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+    body = error_body(code, message)
     return Response(body, status_code=status_code, headers=dict(headers or {}), media_type="application/json")
 
 

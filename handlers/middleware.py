@@ -6,6 +6,7 @@ task, no body buffering, and non-HTTP scopes (lifespan, websockets) pass straigh
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 import time
@@ -14,12 +15,14 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.clientaddr import ClientAddressResolver
-from core.telemetry import log
+from core.telemetry import bind_context, log, unbind_context
 from handlers.errors import error_response
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 MAX_LOGGED_BODY = 4096
+# Request ids correlate log lines; they are not secrets, so no system call per request.
+_request_ids = random.Random(secrets.randbits(128))
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -34,7 +37,7 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
         # Echo a caller's id only when it is plainly an id: it ends up in log lines and headers.
         if key == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
             return value.decode("ascii")
-    return secrets.token_hex(8)
+    return f"{_request_ids.getrandbits(64):016x}"
 
 
 def client_address(scope: Scope) -> str:
@@ -69,8 +72,11 @@ class RequestContextMiddleware:
         state["client_address"] = client
         state["request_id"] = request_id
         # Every line logged while this request runs carries its id, whichever module writes it.
-        with log.logger.append_context_keys(request_id=request_id):
+        token = bind_context(request_id=request_id)
+        try:
             await self._handle(scope, receive, send, began=began, request_id=request_id, client=client)
+        finally:
+            unbind_context(token)
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, *, began: float, request_id: str, client: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from core.config import get_settings
+from core.telemetry import configure_logging
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_IMAGES = REPO / "pokemon"
@@ -140,6 +142,14 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     server = start_server(tmp_path_factory.mktemp("shared"), {"POKEMON_RATE_LIMIT_PER_MIN": "0"})
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> Iterator[None]:
+    """In-process tests log into a sink; tests that read log lines configure their own stream."""
+    configure_logging(stream=io.StringIO(), background=False)
+    yield
+    configure_logging(stream=io.StringIO(), background=False)
 
 
 @pytest.fixture(autouse=True)

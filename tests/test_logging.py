@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from core.config import load_settings
 from core.rarity import RarityTable
 from core.service import CreatureService, build_image_source, build_name_source
-from core.telemetry import configure_logging, flush_logs, log
+from core.telemetry import bind_context, configure_logging, flush_logs, log, unbind_context
 from handlers.api import create_app
 from tests.conftest import REPO
 
@@ -52,14 +53,15 @@ def _capture(json_lines: bool, monkeypatch: pytest.MonkeyPatch) -> str:
                 await client.get("/v1/generate", headers={"Authorization": "Bearer wrong", "X-Request-ID": "req-2"})
                 await client.get("/v1/generate", params={"seed": "x"}, headers={**good, "X-Request-ID": "req-3"})
                 await client.get("/v1/generate", params={"seed": 8}, headers={**good, "X-Request-ID": "req-4"})
-                await client.get("/health", headers={"X-Request-ID": "req-5"})
+                await client.get("/v1/generate", params={"seed": 9}, headers={**good, "X-Request-ID": "req-5"})
+                await client.get("/health", headers={"X-Request-ID": "req-6"})
 
         asyncio.run(scenario())
         log.info("remote_name.ok", name="Khra'gzathon")
         flush_logs()
         return _normalise(stream.getvalue())
     finally:
-        configure_logging(level="INFO", json_lines=True)
+        configure_logging(stream=io.StringIO(), background=False)
 
 
 @pytest.mark.parametrize(("json_lines", "golden"), [(True, "events.jsonl"), (False, "events.txt")])
@@ -88,7 +90,7 @@ def test_log_level_filters(monkeypatch: pytest.MonkeyPatch) -> None:
         log.warning("loud.event", detail=1)
         flush_logs()
     finally:
-        configure_logging(level="INFO")
+        configure_logging(stream=io.StringIO(), background=False)
     assert "quiet.event" not in stream.getvalue()
     assert "loud.event" in stream.getvalue()
 
@@ -103,7 +105,7 @@ def test_exceptions_are_logged_by_type_without_a_trace(monkeypatch: pytest.Monke
             log.logger.exception("boom")
         flush_logs()
     finally:
-        configure_logging()
+        configure_logging(stream=io.StringIO(), background=False)
     line = json.loads(stream.getvalue())
     assert line["extra"]["exception"] == "ValueError"
     assert "Traceback" not in stream.getvalue()
@@ -118,6 +120,31 @@ def test_background_writer_delivers_every_line_in_order() -> None:
             log.info("bulk.event", index=index)
         flush_logs()
     finally:
-        configure_logging()
+        configure_logging(stream=io.StringIO(), background=False)
     indexes = [json.loads(line)["extra"]["index"] for line in stream.getvalue().splitlines()]
     assert indexes == list(range(2000))
+
+
+def test_the_direct_path_and_the_logging_machinery_write_the_same_line() -> None:
+    def capture() -> str:
+        stream = io.StringIO()
+        configure_logging(stream=stream, background=False, clock=lambda: FIXED_TIME)
+        token = bind_context(request_id="r-1")
+        try:
+            log.info("generate.success", name="Khra'gzathon", rarity="S+", seed=3, nested={"a": [1, 2]})
+        finally:
+            unbind_context(token)
+        flush_logs()
+        return stream.getvalue()
+
+    direct = capture()
+    stdlib_logger = logging.getLogger("pokemon")
+    extra_filter = logging.Filter()  # any filter sends lines through LogRecords instead
+    stdlib_logger.addFilter(extra_filter)
+    try:
+        through_records = capture()
+    finally:
+        stdlib_logger.removeFilter(extra_filter)
+        configure_logging(stream=io.StringIO(), background=False)
+    assert direct == through_records
+    assert json.loads(direct)["request_id"] == "r-1"

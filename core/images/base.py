@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Protocol
 
+from core import streams
 from core.creature import EncodedImage, Rarity
 from core.health import ComponentHealth
 
@@ -18,8 +18,9 @@ class ImageRequest:
     name: str
     rarity: Rarity
 
-    def rng(self) -> random.Random:
-        return random.Random(f"image:{self.seed}")
+    def unit(self) -> float:
+        """A uniform draw in [0, 1) on the image stream of this seed."""
+        return streams.unit(self.seed, b"image")
 
 
 class ImageSource(Protocol):

@@ -74,7 +74,7 @@ class FilesImages:
         return self._images
 
     def pick(self, request: ImageRequest) -> EncodedImage:
-        return self._images[request.rng().randrange(len(self._images))]
+        return self._images[int(request.unit() * len(self._images))]
 
     async def start(self) -> None:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from core import streams
 from core.creature import NameSourceKind
 from core.health import ComponentHealth
 from core.names.base import GeneratedName
@@ -11,8 +12,7 @@ from core.names.local import LocalNameGenerator
 
 
 def name_rng(seed: int) -> random.Random:
-    # A stream of its own per concern, so a change in how images are drawn never changes names.
-    return random.Random(f"name:{seed}")
+    return streams.generator(seed, "name")
 
 
 class LocalNames:
