@@ -1,17 +1,19 @@
-"""The benchmark's baseline: a bare FastAPI app that replays one canned `GET /v1/generate` body.
+"""The benchmark's baseline: a bare FastAPI app that replays canned `GET /v1/generate` bodies.
 
 It measures what FastAPI + uvicorn cost on this machine with nothing of the service in the way (no
 middleware, no dependencies, no logging, no generation), so `bench_server.py` can report the real
 service's throughput as a fraction of it. Started by `bench_server.py`; configured through the
 environment:
 
-    BENCH_BODY_FILE  the exact bytes of one response fetched from the real server
+    BENCH_BODY_DIR   the exact bytes of real responses, one file each (one per image, so that the
+                     baseline sends the same mix of sizes as the service); served in turn
     BENCH_HOST       the address to bind (127.0.0.1)
     BENCH_PORT       the port to bind
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -20,12 +22,13 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 
-def create_app(body: bytes) -> FastAPI:
+def create_app(bodies: list[bytes]) -> FastAPI:
     app = FastAPI()
+    turns = itertools.cycle(bodies)
 
     @app.get("/v1/generate")
     async def generate() -> Response:
-        return Response(content=body, media_type="application/json")
+        return Response(content=next(turns), media_type="application/json")
 
     @app.get("/health")
     async def health() -> Response:
@@ -54,8 +57,8 @@ def build_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
 
 
 def main() -> int:
-    body = Path(os.environ["BENCH_BODY_FILE"]).read_bytes()
-    server = build_server(create_app(body), os.environ.get("BENCH_HOST", "127.0.0.1"), int(os.environ["BENCH_PORT"]))
+    bodies = [path.read_bytes() for path in sorted(Path(os.environ["BENCH_BODY_DIR"]).glob("*.json"))]
+    server = build_server(create_app(bodies), os.environ.get("BENCH_HOST", "127.0.0.1"), int(os.environ["BENCH_PORT"]))
     server.run()
     return 0 if server.started else 1
 

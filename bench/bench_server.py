@@ -236,7 +236,14 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def real_env(port: int, images: Path, scratch: Path) -> dict[str, str]:
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def real_env(port: int, images: Path, scratch: Path, overrides: dict[str, str]) -> dict[str, str]:
     return {
         **base_env(),
         "POKEMON_HOST": HOST,
@@ -248,6 +255,7 @@ def real_env(port: int, images: Path, scratch: Path) -> dict[str, str]:
         "POKEMON_TLS_KEY": str(scratch / "no-key.pem"),
         "LOG_JSON": "1",
         "LOG_LEVEL": "INFO",
+        **overrides,
     }
 
 
@@ -259,29 +267,36 @@ class Server:
     log_path: Path
 
 
-def start_real(processes: Processes, images: Path, scratch: Path, cpu: int) -> Server:
+def start_real(processes: Processes, images: Path, scratch: Path, cpu: int, overrides: dict[str, str]) -> Server:
     port = free_port()
     log_path = scratch / "real-server.log"
     argv = [sys.executable, "-m", "handlers.server"]
-    process = processes.spawn(argv, cpu=cpu, env=real_env(port, images, scratch), log_path=log_path)
+    process = processes.spawn(argv, cpu=cpu, env=real_env(port, images, scratch, overrides), log_path=log_path)
     wait_healthy(process, port, log_path, "real")
     return Server("real", port, process, log_path)
 
 
-def start_bare(processes: Processes, body_file: Path, scratch: Path, cpu: int) -> Server:
+def start_bare(processes: Processes, body_dir: Path, scratch: Path, cpu: int) -> Server:
     port = free_port()
     log_path = scratch / "bare-server.log"
-    env = {**base_env(), "BENCH_BODY_FILE": str(body_file), "BENCH_HOST": HOST, "BENCH_PORT": str(port)}
+    env = {**base_env(), "BENCH_BODY_DIR": str(body_dir), "BENCH_HOST": HOST, "BENCH_PORT": str(port)}
     process = processes.spawn([sys.executable, str(BARE_APP)], cpu=cpu, env=env, log_path=log_path)
     wait_healthy(process, port, log_path, "bare")
     return Server("bare", port, process, log_path)
 
 
-def fetch_body(server: Server) -> bytes:
-    status, body = http_get(server.port, "/v1/generate")
-    if status != 200:
-        raise BenchError(f"GET /v1/generate on the real server answered {status}: {body[:300]!r}")
-    return body
+def fetch_bodies(server: Server, *, attempts: int = 300) -> list[bytes]:
+    """One real response per distinct image, so the baseline sends the same mix of sizes as the service."""
+    by_image: dict[bytes, bytes] = {}
+    for _ in range(attempts):
+        status, body = http_get(server.port, "/v1/generate")
+        if status != 200:
+            raise BenchError(f"GET /v1/generate on the real server answered {status}: {body[:300]!r}")
+        image = json.loads(body)["imageBase64"].encode()
+        by_image.setdefault(image, body)
+        if len(by_image) == IMAGE_COUNT:
+            break
+    return list(by_image.values())
 
 
 # --- load ---------------------------------------------------------------------------------------
@@ -426,6 +441,7 @@ def build_report(
             "log_lines_written": log_lines,
             "log_lines_dropped": dropped,
             "requests_measured": requests,  # timed rounds only, warm-up excluded
+            "setting_overrides": dict(args.env),
         },
         "load": {
             "rounds": args.rounds,
@@ -463,7 +479,10 @@ def render(report: dict[str, object]) -> str:
     out.write(f"  per-round ratios: {ratios}\n")
     if not report["valid"]:
         out.write("  INVALID RUN: some requests failed (non-2xx or socket errors); the figures do not count\n")
-    out.write(f"\nresponse size: {report['response_bytes']} bytes; images: {report['images']}\n")
+    out.write(
+        f"\nresponse size: {report['response_bytes']} bytes on average (the baseline cycles through one real"
+        f" response per image); images: {report['images']}\n"
+    )
     out.write(
         f"load: wrk -t1 -c{load['connections']} --latency, {load['rounds']} rounds × {load['duration_s']} s per server"
         f" (+{load['warmup_s']} s warm-up), servers on CPU {load['server_cpu']}, wrk on CPU {load['wrk_cpu']}\n"
@@ -473,6 +492,8 @@ def render(report: dict[str, object]) -> str:
         f" admits all); JSON INFO logs to a file: {real['log_lines_written']} lines written,"
         f" {real['log_lines_dropped']} dropped\n"
     )
+    if real["setting_overrides"]:
+        out.write(f"real server settings overridden: {real['setting_overrides']}\n")
     out.write(
         f"environment: Python {env['python']}, uvicorn {env['uvicorn']}, FastAPI {env['fastapi']},"
         f" Starlette {env['starlette']}, uvloop {env['uvloop']}, httptools {env['httptools']}, {env['wrk']}\n"
@@ -499,6 +520,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
     parser.add_argument("--wrk-cpu", type=int, default=1, help="CPU wrk is pinned to (default 1)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="KEY=VALUE",
+        help="an extra setting for the real server, e.g. LOG_LEVEL=WARNING to see what logging costs (repeatable)",
+    )
     parser.add_argument("--fail-on-miss", action="store_true", help="exit 3 when the ratio misses the target")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration < 1 or args.warmup < 1 or args.connections < 1:
@@ -526,17 +555,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     with scratch_dir() as scratch:
         try:
             images, images_note = choose_images(args, scratch)
-            real = start_real(processes, images, scratch, args.server_cpu)
-            body = fetch_body(real)
-            body_file = scratch / "body.json"
-            body_file.write_bytes(body)
-            bare = start_bare(processes, body_file, scratch, args.server_cpu)
+            real = start_real(processes, images, scratch, args.server_cpu, dict(args.env))
+            bodies = fetch_bodies(real)
+            body_dir = scratch / "bodies"
+            body_dir.mkdir()
+            for index, body in enumerate(bodies):
+                (body_dir / f"{index}.json").write_bytes(body)
+            bare = start_bare(processes, body_dir, scratch, args.server_cpu)
             print(f"servers up: real :{real.port} (pid {real.process.pid}), bare :{bare.port} (pid {bare.process.pid})")
             rounds = measure(bare, real, args, progress=lambda line: print(line, flush=True))
         finally:
             processes.stop_all()
         # After the stop, so that the real server has flushed its last log lines.
-        return build_report(rounds, len(body), images_note, real.log_path, args)
+        mean_size = sum(len(body) for body in bodies) // len(bodies)
+        return build_report(rounds, mean_size, images_note, real.log_path, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
