@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import secrets
@@ -10,6 +9,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from core.jsonfast import compact_json
 
 ID_PREFIX = "pkm_"
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -131,7 +132,7 @@ class Creature:
         The base64 image is pure ASCII with nothing to escape, so it is spliced in as bytes rather than
         pushed through the JSON encoder: that is most of the payload.
         """
-        metadata = json.dumps(self.metadata(), ensure_ascii=False, separators=(",", ":")).encode()
+        metadata = compact_json(self.metadata()).encode()
         return b"".join(
             (
                 b'{"imageBase64":"',

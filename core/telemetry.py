@@ -22,6 +22,8 @@ from typing import IO, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import BasePowertoolsFormatter
 
+from core.jsonfast import compact_json
+
 SERVICE = "pokemon"
 
 # Attributes every LogRecord has; whatever else a record carries came from `extra=`.
@@ -128,14 +130,14 @@ class EventFormatter(BasePowertoolsFormatter):
             keys = {**keys, **context}
         if self.json_lines:
             entry = {"ts": ts, "level": level, "logger": logger_name, "message": message, **keys, "extra": extra}
-            return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+            return compact_json(entry)
         pairs = " ".join(f"{key}={_text(value)}" for key, value in {**keys, **extra}.items())
         return f"{ts} {level:<7} {logger_name} {message}" + (f" {pairs}" if pairs else "")
 
 
 def _text(value: object) -> str:
     if not isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        return compact_json(value)
     return json.dumps(value, ensure_ascii=False) if (" " in value or "=" in value or not value) else value
 
 

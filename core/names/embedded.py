@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 from core import streams
 from core.creature import NameSourceKind
 from core.health import ComponentHealth
@@ -11,8 +9,8 @@ from core.names.base import GeneratedName
 from core.names.local import LocalNameGenerator
 
 
-def name_rng(seed: int) -> random.Random:
-    return streams.generator(seed, "name")
+def name_draws(seed: int) -> streams.DigestDraws:
+    return streams.DigestDraws(seed, b"name")
 
 
 class LocalNames:
@@ -27,7 +25,7 @@ class LocalNames:
         return None
 
     def name_now(self, seed: int) -> GeneratedName:
-        return GeneratedName(self._generator.generate(name_rng(seed)), NameSourceKind.LOCAL)
+        return GeneratedName(self._generator.generate(name_draws(seed)), NameSourceKind.LOCAL)
 
     async def name_for(self, seed: int) -> GeneratedName:
         return self.name_now(seed)

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from core.streams import Draws
+
 __all__ = ["DENIED_NAMES", "NAME_PATTERN", "LocalNameGenerator", "local_name"]
 
 # Latin-1 letters are accepted so that names from other sources (a remote generator, user input) can be
@@ -107,18 +109,18 @@ def _join(head: str, tail: str) -> str:
     return head + tail
 
 
-def _syllable(rng: random.Random) -> str:
+def _syllable(rng: Draws) -> str:
     return rng.choice(_ONSETS) + rng.choice(_NUCLEI) + rng.choice(_CODAS)
 
 
-def _invented_word(rng: random.Random) -> str:
+def _invented_word(rng: Draws) -> str:
     word = _join(_syllable(rng), _syllable(rng))
     if rng.random() < 0.3:
         word = _join(word, _syllable(rng))
     return _join(word, rng.choice(_SUFFIXES)) if rng.random() < 0.6 else word
 
 
-def _themed_word(rng: random.Random) -> str:
+def _themed_word(rng: Draws) -> str:
     word = rng.choice(_ROOTS)
     if rng.random() < 0.88:
         word = _join(word, rng.choice(_LINK_VOWELS) + rng.choice(_LINK_CONSONANTS))
@@ -129,7 +131,7 @@ def _capitalise(word: str) -> str:
     return word[:1].upper() + word[1:]
 
 
-def _candidate(rng: random.Random) -> str:
+def _candidate(rng: Draws) -> str:
     # Plain words make up most names; apostrophes and hyphens stay occasional so they still feel special.
     roll = rng.random()
     if roll < 0.42:
@@ -152,7 +154,7 @@ class LocalNameGenerator:
     def is_allowed(self, name: str) -> bool:
         return NAME_PATTERN.match(name) is not None and _fold(name) not in self._denied
 
-    def generate(self, rng: random.Random) -> str:
+    def generate(self, rng: Draws) -> str:
         # Rejection sampling: most candidates pass, so the expected number of rounds is close to one, and
         # redrawing from the same rng keeps the result deterministic.
         while True:
