@@ -36,7 +36,9 @@ class NameSourceKind(StrEnum):
     REMOTE = "remote"
 
 
-_ID_SPACE = len(ID_ALPHABET) ** ID_LENGTH  # 36^12 ≈ 2^62
+_ID_ACCEPTED = 252  # the largest multiple of 36 that fits in a byte
+_ID_CHARACTERS = bytes(ord(ID_ALPHABET[byte % len(ID_ALPHABET)]) for byte in range(256))
+_ID_REJECTED = bytes(range(_ID_ACCEPTED, 256))
 # Seeds are handed back to callers and may be replayed at will: they need to be well spread, not secret,
 # so a seeded PRNG serves them without a system call per request.
 _seeds = random.Random(secrets.randbits(128))
@@ -75,14 +77,13 @@ _secure_bytes = _SecureBytes()
 def new_creature_id() -> str:
     """`pkm_` and 12 characters of [A-Z0-9] from the OS's CSPRNG: ids must not be guessable.
 
-    One 128-bit draw reduced modulo 36^12 (bias below 2^-65) rather than twelve separate draws.
+    Each random byte below 252 (= 7 × 36) maps to one character, uniformly; the rare byte above is
+    dropped (rejection sampling), and `bytes.translate` does the mapping and the dropping in one C call.
     """
-    number = int.from_bytes(_secure_bytes.take(16)) % _ID_SPACE
-    characters = []
-    for _ in range(ID_LENGTH):
-        number, digit = divmod(number, 36)
-        characters.append(ID_ALPHABET[digit])
-    return ID_PREFIX + "".join(characters)
+    characters = b""
+    while len(characters) < ID_LENGTH:
+        characters += _secure_bytes.take(16).translate(_ID_CHARACTERS, _ID_REJECTED)
+    return ID_PREFIX + characters[:ID_LENGTH].decode("ascii")
 
 
 def new_seed() -> int:
@@ -119,9 +120,9 @@ class Creature:
         return {
             "id": self.id,
             "name": self.name,
-            "rarity": self.rarity.value,
+            "rarity": self.rarity,  # StrEnums encode as their text; `.value` is a slow descriptor
             "seed": self.seed,
-            "nameSource": self.name_source.value,
+            "nameSource": self.name_source,
             "imageSource": self.image.source,
             **self.extra,
         }

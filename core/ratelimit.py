@@ -12,19 +12,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
-class BucketState:
+# The two per-request value types are NamedTuples rather than frozen dataclasses: just as immutable, and
+# several times cheaper to create on the hot path.
+class BucketState(NamedTuple):
     tokens: float
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class RateDecision:
+class RateDecision(NamedTuple):
     allowed: bool
     limit: int
     remaining: int

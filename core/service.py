@@ -146,10 +146,10 @@ class CreatureService:
         details: dict[str, object] = {
             "id": creature.id,
             "name": creature.name,
-            "rarity": creature.rarity.value,
+            "rarity": creature.rarity,
             "seed": seed,
             "imageBackend": image.source,
-            "nameSource": name.source.value,
+            "nameSource": name.source,
             "duration_ms": round((time.perf_counter() - began) * 1000, 3),
         }
         if self._log_image_b64:

@@ -243,6 +243,11 @@ class BackgroundLineHandler(logging.Handler):
         super().close()
 
 
+_LEVEL_NAMES = {
+    level: logging.getLevelName(level) for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+}
+
+
 class EventLog:
     """Logs named events with fields: `log.info("generate.success", id=..., name=...)`.
 
@@ -277,7 +282,7 @@ class EventLog:
 
     def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
         if self._direct:
-            handler.append_line(formatter.render(time.time(), logging.getLevelName(level), SERVICE, event, fields))
+            handler.append_line(formatter.render(time.time(), _LEVEL_NAMES[level], SERVICE, event, fields))
         else:
             self._by_level[level](event, stacklevel=4, extra={FIELDS_ATTRIBUTE: fields})
 

@@ -106,3 +106,13 @@ def test_images_are_encoded_once_not_per_request() -> None:
     first = asyncio.run(source.render(ImageRequest(1, "X", Rarity.F)))
     second = asyncio.run(source.render(ImageRequest(1, "X", Rarity.F)))
     assert first.base64_png is second.base64_png
+
+
+def test_id_characters_are_uniform() -> None:
+    from collections import Counter
+
+    counts = Counter("".join(new_creature_id()[4:] for _ in range(15_000)))
+    expected = 15_000 * 12 / 36
+    chi_square = sum((counts[character] - expected) ** 2 / expected for character in counts)
+    assert len(counts) == 36
+    assert chi_square < 75.0  # beyond the 0.9999 quantile for 35 degrees of freedom
