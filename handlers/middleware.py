@@ -71,49 +71,46 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["client_address"] = client
         state["request_id"] = request_id
+        method, path = scope["method"], scope["path"]
         # Every line logged while this request runs carries its id, whichever module writes it.
         token = bind_context(request_id=request_id)
         try:
-            await self._handle(scope, receive, send, began=began, request_id=request_id, client=client)
+            request_fields: dict[str, object] = {"method": method, "path": path, "client": client}
+            if scope["query_string"]:
+                request_fields["query"] = scope["query_string"][:512].decode("latin-1")
+            if self.log_request_body:
+                receive, body = await _buffer_body(receive)
+                request_fields["body"] = body[:MAX_LOGGED_BODY].decode("utf-8", "replace")
+            log.info("http.request", **request_fields)
+
+            status = 500
+            started = False
+            raw_request_id = request_id.encode()
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status, started
+                if message["type"] == "http.response.start":
+                    status, started = message["status"], True
+                    message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, raw_request_id)]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                # Caught here rather than in Starlette's outermost handler so the client still gets the
+                # contract's JSON body and request id, and no traceback reaches the logs.
+                log.error("http.unhandled", path=path, error=type(exc).__name__)
+                if started:
+                    raise
+                response = error_response(500, "INTERNAL_ERROR", "Something went wrong; please retry.")
+                await response(scope, receive, send_with_id)
+            finally:
+                duration_ms = round((time.perf_counter() - began) * 1000, 3)
+                log.info(
+                    "http.response", method=method, path=path, status=status, duration_ms=duration_ms, client=client
+                )
         finally:
             unbind_context(token)
-
-    async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, *, began: float, request_id: str, client: str
-    ) -> None:
-        method, path = scope["method"], scope["path"]
-        request_fields: dict[str, object] = {"method": method, "path": path, "client": client}
-        if scope.get("query_string"):
-            request_fields["query"] = scope["query_string"][:512].decode("latin-1")
-        if self.log_request_body:
-            receive, body = await _buffer_body(receive)
-            request_fields["body"] = body[:MAX_LOGGED_BODY].decode("utf-8", "replace")
-        log.info("http.request", **request_fields)
-
-        status = 500
-        started = False
-        raw_request_id = request_id.encode()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, started
-            if message["type"] == "http.response.start":
-                status, started = message["status"], True
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, raw_request_id)]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception as exc:
-            # Caught here rather than in Starlette's outermost handler so the client still gets the
-            # contract's JSON body and request id, and no traceback reaches the logs.
-            log.error("http.unhandled", path=path, error=type(exc).__name__)
-            if started:
-                raise
-            response = error_response(500, "INTERNAL_ERROR", "Something went wrong; please retry.")
-            await response(scope, receive, send_with_id)
-        finally:
-            duration_ms = round((time.perf_counter() - began) * 1000, 3)
-            log.info("http.response", method=method, path=path, status=status, duration_ms=duration_ms, client=client)
 
 
 async def _buffer_body(receive: Receive) -> tuple[Receive, bytes]:

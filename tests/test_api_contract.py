@@ -281,3 +281,18 @@ def test_sigterm_shuts_down_gracefully(server_factory: ServerFactory) -> None:
     events = [json.loads(line)["message"] for line in server.log_lines()]
     assert "shutdown.complete" in events
     assert events.index("shutdown.complete") < events.index("Application shutdown complete.")
+
+
+def test_request_bodies_are_logged_only_when_asked(server_factory: ServerFactory) -> None:
+    quiet = server_factory()
+    verbose = server_factory({"LOG_REQUEST_BODY": "1"})
+    for server in (quiet, verbose):
+        with server.client() as client:
+            response = client.request("GET", "/health", content=b'{"note":"hello body"}')
+        assert response.status_code == 200
+        server.stop()
+    assert "hello body" not in quiet.log_path.read_text()
+    logged = [
+        json.loads(line)["extra"] for line in verbose.log_lines() if '"http.request"' in line and "/health" in line
+    ]
+    assert logged[-1]["body"] == '{"note":"hello body"}'
