@@ -19,6 +19,7 @@ import pytest
 
 from core.config import get_settings
 from core.telemetry import configure_logging
+from tests.fake_llm import fake_llm, llm  # noqa: F401 - fixtures: a real OpenAI-compatible server process
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_IMAGES = REPO / "pokemon"

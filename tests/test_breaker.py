@@ -1,0 +1,97 @@
+"""Circuit breaker transitions on a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.breaker import BreakerState, CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(threshold: int = 3, cooldown: float = 10.0) -> tuple[CircuitBreaker, Clock, list[tuple[str, str]]]:
+    clock = Clock()
+    changes: list[tuple[str, str]] = []
+    breaker = CircuitBreaker(
+        failure_threshold=threshold,
+        cooldown=cooldown,
+        clock=clock,
+        on_change=lambda old, new: changes.append((old.value, new.value)),
+    )
+    return breaker, clock, changes
+
+
+def test_opens_after_consecutive_failures_only() -> None:
+    breaker, _, changes = make()
+    for _ in range(2):
+        assert breaker.try_acquire()
+        breaker.record_failure()
+    breaker.record_success()  # a success in between resets the count
+    for _ in range(2):
+        breaker.record_failure()
+    assert breaker.state is BreakerState.CLOSED
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+    assert not breaker.try_acquire()
+    assert changes == [("closed", "open")]
+
+
+def test_one_probe_after_the_cooldown_then_close_on_success() -> None:
+    breaker, clock, changes = make()
+    for _ in range(3):
+        breaker.record_failure()
+    clock.now += 9.999
+    assert not breaker.try_acquire()
+    assert breaker.seconds_until_probe() == pytest.approx(0.001)
+    clock.now += 0.001
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.try_acquire()  # the probe
+    assert not breaker.try_acquire()  # nobody else while it is out
+    breaker.record_success()
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.try_acquire()
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_a_failed_probe_reopens_for_a_full_cooldown() -> None:
+    breaker, clock, _ = make()
+    for _ in range(3):
+        breaker.record_failure()
+    clock.now += 10
+    assert breaker.try_acquire()
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+    clock.now += 9.5
+    assert not breaker.try_acquire()
+    clock.now += 0.5
+    assert breaker.try_acquire()
+
+
+@pytest.mark.parametrize(("threshold", "cooldown"), [(0, 1.0), (1, 0.0), (3, -1.0)])
+def test_bad_configuration(threshold: int, cooldown: float) -> None:
+    with pytest.raises(ValueError):
+        CircuitBreaker(failure_threshold=threshold, cooldown=cooldown)
+
+
+@given(st.lists(st.sampled_from(["ok", "fail", "tick"]), max_size=80), st.integers(min_value=1, max_value=5))
+def test_never_lets_calls_through_while_open(events: list[str], threshold: int) -> None:
+    breaker, clock, _ = make(threshold=threshold, cooldown=5.0)
+    for event in events:
+        if event == "tick":
+            clock.now += 2.0
+            continue
+        state = breaker.state
+        allowed = breaker.try_acquire()
+        if state is BreakerState.OPEN:
+            assert not allowed
+        if allowed:
+            breaker.record_success() if event == "ok" else breaker.record_failure()
+        assert breaker.consecutive_failures <= len(events)
