@@ -47,8 +47,11 @@ class ConfigError(Exception):
         super().__init__(f"invalid setting {variable}={_shown(variable, value)}: {allowed}")
 
 
+SECRET_VARIABLES = frozenset({"POKEMON_BEARER_TOKEN", "OPENAI_API_KEY"})
+
+
 def _shown(variable: str, value: object) -> str:
-    if "TOKEN" in variable or ("KEY" in variable and "TLS" not in variable):
+    if variable in SECRET_VARIABLES:
         return "'***'"
     return repr(value if not isinstance(value, SecretStr) else "***")
 
@@ -96,6 +99,14 @@ class Settings(BaseSettings):
     openai_model: str = Field("llama3.2:1b", min_length=1, validation_alias="OPENAI_MODEL")
     openai_api_key: SecretStr = Field(SecretStr("dummy"), validation_alias="OPENAI_API_KEY")
     openai_timeout: float = Field(5.0, gt=0, le=600, validation_alias="OPENAI_TIMEOUT")
+    openai_max_tokens: int = Field(30, ge=8, le=4096, validation_alias="OPENAI_MAX_TOKENS")
+    openai_temperature: float = Field(0.9, ge=0, le=2, validation_alias="OPENAI_TEMPERATURE")
+    name_language: Literal["en", "fr", "es", "de"] = Field("en", validation_alias="POKEMON_NAME_LANGUAGE")
+    name_pool_size: int = Field(32, ge=1, le=10_000, validation_alias="POKEMON_NAME_POOL_SIZE")
+    name_concurrency: int = Field(2, ge=1, le=64, validation_alias="POKEMON_NAME_CONCURRENCY")
+    name_wait_ms: int = Field(50, ge=0, le=60_000, validation_alias="POKEMON_NAME_WAIT_MS")
+    name_breaker_failures: int = Field(5, ge=1, le=1000, validation_alias="POKEMON_NAME_BREAKER_FAILURES")
+    name_breaker_cooldown: float = Field(30.0, gt=0, le=3600, validation_alias="POKEMON_NAME_BREAKER_COOLDOWN")
 
     # Logging
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")

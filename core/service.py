@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core import streams
+from core.breaker import BreakerState, CircuitBreaker
 from core.config import ConfigError, Settings
 from core.creature import Creature, new_creature_id, new_seed, utc_timestamp
 from core.errors import GenerationFailed
@@ -15,15 +16,42 @@ from core.health import ComponentHealth, HealthStatus
 from core.images.base import ImageRequest, ImageSource
 from core.images.files import FilesImages
 from core.names.base import NameSource
+from core.names.client import OpenAINameClient
 from core.names.embedded import LocalNames
+from core.names.remote import RemoteNames
 from core.rarity import RarityTable
 from core.telemetry import log
+
+
+def _log_breaker(previous: BreakerState, current: BreakerState) -> None:
+    log.warning("remote_name.breaker", previous=previous, state=current)
 
 
 def build_name_source(settings: Settings) -> NameSource:
     if settings.name_backend == "local":
         return LocalNames()
-    raise ConfigError("POKEMON_NAME_BACKEND", settings.name_backend, "local (remote names are not in this build yet)")
+    client = OpenAINameClient(
+        base_url=settings.openai_base_url,
+        model=settings.openai_model,
+        api_key=settings.openai_api_key,
+        timeout=settings.openai_timeout,
+        max_tokens=settings.openai_max_tokens,
+        temperature=settings.openai_temperature,
+        language=settings.name_language,
+        log_content=settings.log_remote_content,
+    )
+    breaker = CircuitBreaker(
+        failure_threshold=settings.name_breaker_failures,
+        cooldown=settings.name_breaker_cooldown,
+        on_change=_log_breaker,
+    )
+    return RemoteNames(
+        client,
+        breaker=breaker,
+        pool_size=settings.name_pool_size,
+        concurrency=settings.name_concurrency,
+        wait=settings.name_wait_ms / 1000,
+    )
 
 
 def build_image_source(settings: Settings) -> ImageSource:
@@ -124,9 +152,10 @@ class CreatureService:
         began = time.perf_counter()
         if not self._started:  # Lambda runs no lifespan: the first request starts the backends
             await self.start()
+        reproducible = seed is not None
         seed = new_seed() if seed is None else seed
         try:
-            name = await self._names.name_for(seed)
+            name = await self._names.name_for(seed, reproducible=reproducible)
             rarity = self._rarity.at(streams.unit(seed, b"rarity"))
             image = await self._images.render(ImageRequest(seed=seed, name=name.value, rarity=rarity))
         except GenerationFailed:

@@ -29,6 +29,9 @@ def test_defaults_follow_the_description() -> None:
     assert settings.openai_model == "llama3.2:1b"
     assert settings.openai_api_key.get_secret_value() == "dummy"
     assert settings.openai_timeout == 5.0
+    assert (settings.openai_max_tokens, settings.openai_temperature, settings.name_language) == (30, 0.9, "en")
+    assert (settings.name_pool_size, settings.name_concurrency, settings.name_wait_ms) == (32, 2, 50)
+    assert (settings.name_breaker_failures, settings.name_breaker_cooldown) == (5, 30.0)
     assert settings.log_level == "INFO"
     assert settings.log_json is True
     assert (settings.log_request_body, settings.log_remote_content, settings.log_image_b64) == (False, False, False)
@@ -92,6 +95,12 @@ def test_secrets_are_masked_in_the_public_view(monkeypatch: pytest.MonkeyPatch) 
         ("SDXL_STEPS", "0", "greater than or equal to 1"),
         ("OPENAI_TIMEOUT", "0", "greater than 0"),
         ("OPENAI_BASE_URL", "ftp://x", "http:// or https://"),
+        ("OPENAI_MAX_TOKENS", "2", "greater than or equal to 8"),
+        ("OPENAI_TEMPERATURE", "3", "less than or equal to 2"),
+        ("POKEMON_NAME_LANGUAGE", "klingon", "'en', 'fr', 'es' or 'de'"),
+        ("POKEMON_NAME_POOL_SIZE", "0", "greater than or equal to 1"),
+        ("POKEMON_NAME_CONCURRENCY", "0", "greater than or equal to 1"),
+        ("POKEMON_NAME_BREAKER_COOLDOWN", "0", "greater than 0"),
         ("LOG_LEVEL", "LOUD", "DEBUG, INFO, WARN"),
         ("LOG_JSON", "maybe", "valid boolean"),
         ("POKEMON_IMAGE_PATTERN", "image.png", "field for the index"),

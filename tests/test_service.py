@@ -65,10 +65,14 @@ def test_health_reports_backends_and_warming_until_started() -> None:
 
 
 def test_backends_not_in_this_build_are_refused_at_start_up() -> None:
-    with pytest.raises(ConfigError, match="POKEMON_NAME_BACKEND"):
-        build(name_backend="remote")
     with pytest.raises(ConfigError, match="POKEMON_GENERATION_BACKEND"):
         build(generation_backend="sdxl")
+
+
+def test_the_remote_name_backend_is_built_from_settings() -> None:
+    service = build(name_backend="remote", openai_base_url="http://127.0.0.1:9/v1")
+    assert service.name_backend == "remote"
+    asyncio.run(service.aclose())
 
 
 class BrokenImages:

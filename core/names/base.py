@@ -24,8 +24,11 @@ class NameSource(Protocol):
     async def start(self) -> None:
         """Prepare (connect, fill caches); called once before the first request or by the warm-up."""
 
-    async def name_for(self, seed: int) -> GeneratedName:
-        """A name for the creature drawn with `seed`; the same seed gives the same local name."""
+    async def name_for(self, seed: int, *, reproducible: bool = False) -> GeneratedName:
+        """A name for the creature drawn with `seed`.
+
+        `reproducible` (the caller chose the seed) asks for a name that the same seed gives again.
+        """
         ...
 
     def health(self) -> ComponentHealth: ...

@@ -27,7 +27,7 @@ class LocalNames:
     def name_now(self, seed: int) -> GeneratedName:
         return GeneratedName(self._generator.generate(name_draws(seed)), NameSourceKind.LOCAL)
 
-    async def name_for(self, seed: int) -> GeneratedName:
+    async def name_for(self, seed: int, *, reproducible: bool = False) -> GeneratedName:
         return self.name_now(seed)
 
     def health(self) -> ComponentHealth:

@@ -1,0 +1,188 @@
+"""Remote names cost no latency: `/v1/generate` with POKEMON_NAME_BACKEND=remote against the local backend.
+
+Runs the test suite's OpenAI-compatible server (`tests/fake_openai.py`) as the model, then two services
+side by side — local names and remote names — and loads them in alternating rounds with wrk:
+
+1. the model answers every name in 300 ms: target p50(remote) ≤ 1.2 × p50(local), the pool hiding it;
+2. the model hangs: once the breaker is open, target p99(remote) ≤ 2 × p99(local).
+
+    .venv/bin/python bench/bench_names.py [--rounds 3] [--duration 5] [--connections 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_server import (
+    REPO,
+    BenchError,
+    Processes,
+    WrkResult,
+    base_env,
+    free_port,
+    http_get,
+    run_wrk,
+    wait_healthy,
+)
+
+sys.path.insert(0, str(REPO))
+from tests.fake_llm import FakeLLM, start_fake_llm
+
+LLM_DELAY_MS = 300
+P50_TARGET = 1.2
+P99_TARGET = 2.0
+
+
+def start_service(processes: Processes, scratch: Path, name: str, cpu: int, **settings: str) -> int:
+    port = free_port()
+    log_path = scratch / f"{name}.log"
+    env = {
+        **base_env(),
+        "POKEMON_HOST": "127.0.0.1",
+        "POKEMON_PORT": str(port),
+        "POKEMON_RATE_LIMIT_PER_MIN": "0",
+        "POKEMON_TLS_CERT": str(scratch / "none.pem"),
+        "POKEMON_TLS_KEY": str(scratch / "none.pem"),
+        **settings,
+    }
+    process = processes.spawn([sys.executable, "-m", "handlers.server"], cpu=cpu, env=env, log_path=log_path)
+    wait_healthy(process, port, log_path, name)
+    return port
+
+
+def health(port: int) -> dict[str, object]:
+    status, body = http_get(port, "/health")
+    return dict(json.loads(body)) if status == 200 else {}
+
+
+def name_sources(port: int, samples: int = 50) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _ in range(samples):
+        _, body = http_get(port, "/v1/generate")
+        source = json.loads(body)["metadata"]["nameSource"]
+        counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+def wait_until(check: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def alternate(ports: dict[str, int], args: argparse.Namespace) -> dict[str, list[WrkResult]]:
+    results: dict[str, list[WrkResult]] = {name: [] for name in ports}
+    for port in ports.values():  # warm-up
+        run_wrk(port, connections=args.connections, seconds=1, cpu=args.wrk_cpu)
+    for round_number in range(args.rounds):
+        for name, port in ports.items():
+            result = run_wrk(port, connections=args.connections, seconds=args.duration, cpu=args.wrk_cpu)
+            if result.errors:
+                raise BenchError(f"{name}: {result.errors} failed requests")
+            results[name].append(result)
+            print(
+                f"  round {round_number + 1}/{args.rounds} {name:6} {result.requests_per_s:9.1f} req/s"
+                f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms",
+                flush=True,
+            )
+    return results
+
+
+def median(results: list[WrkResult], field: str) -> float:
+    return float(statistics.median(getattr(result, field) for result in results))
+
+
+def report(title: str, results: dict[str, list[WrkResult]], field: str, target: float, sources: dict[str, int]) -> bool:
+    local, remote = median(results["local"], field), median(results["remote"], field)
+    ratio = remote / local
+    verdict = "PASS" if ratio <= target else "MISS"
+    print(f"\n{title}")
+    print(f"  {'backend':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for name in ("local", "remote"):
+        rows = results[name]
+        rate, p50, p99 = (median(rows, key) for key in ("requests_per_s", "p50_ms", "p99_ms"))
+        print(f"  {name:8} {rate:9.1f} {p50:8.2f} {p99:8.2f}")
+    label = field.removesuffix("_ms")
+    print(f"  {label}(remote) / {label}(local) = {ratio:.2f}×  (target ≤ {target}×)  {verdict}")
+    print(f"  names served by the remote service (sample of {sum(sources.values())}): {sources}")
+    return verdict == "PASS"
+
+
+def run(args: argparse.Namespace) -> bool:
+    processes = Processes()
+    llm: FakeLLM | None = None
+    with tempfile.TemporaryDirectory(prefix="bench-names-") as folder:
+        scratch = Path(folder)
+        try:
+            llm = start_fake_llm()
+            llm.set("clean", delay_ms=LLM_DELAY_MS)
+            ports = {
+                "local": start_service(processes, scratch, "local", args.server_cpu),
+                "remote": start_service(
+                    processes,
+                    scratch,
+                    "remote",
+                    args.server_cpu,
+                    POKEMON_NAME_BACKEND="remote",
+                    OPENAI_BASE_URL=llm.base_url,
+                    OPENAI_TIMEOUT="1.0",
+                    POKEMON_NAME_BREAKER_FAILURES="3",
+                    POKEMON_NAME_BREAKER_COOLDOWN="300",
+                ),
+            }
+            wait_until(lambda: llm is not None and llm.stats()["chat_requests"] >= 4, "the first names")
+            print(f"model answering in {LLM_DELAY_MS} ms; services up: {ports}")
+            slow = alternate(ports, args)
+            slow_ok = report(
+                f"1. model answering in {LLM_DELAY_MS} ms", slow, "p50_ms", P50_TARGET, name_sources(ports["remote"])
+            )
+
+            llm.set("hang")
+            wait_until(lambda: health(ports["remote"]).get("status") == "degraded", "the breaker to open")
+            print("\nmodel hanging; breaker open")
+            hung = alternate(ports, args)
+            hung_ok = report(
+                "2. model hanging, breaker open", hung, "p99_ms", P99_TARGET, name_sources(ports["remote"])
+            )
+        finally:
+            processes.stop_all()
+            if llm is not None:
+                llm.stop()
+    print(f"\nload: wrk -t1 -c{args.connections}, {args.rounds} rounds × {args.duration} s per service, alternating")
+    return slow_ok and hung_ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per round and service")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--wrk-cpu", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        subprocess.run(["wrk", "--version"], capture_output=True, check=False)
+    except FileNotFoundError:
+        print("bench_names: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    try:
+        return 0 if run(args) else 3
+    except BenchError as exc:
+        print(f"bench_names: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
