@@ -4,19 +4,30 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Pinned: an unpinned torch resolves to a multi-GB CUDA build. 2.13.0's CPU wheel is what the tests need.
+TORCH ?= torch==2.13.0
 
-.PHONY: run test lint install certs bench clean
+.PHONY: run test lint install install-dev certs bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs whenever pyproject.toml changes.
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
+# Each marker re-installs whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-install: $(VENV)/.installed-dev
+# The test suite runs the diffusion backend on a tiny pipeline, so it needs torch and diffusers too;
+# torch goes in the same command so that nothing can pull an unpinned one.
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,diffusion]' '$(TORCH)'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
 
 certs: install
 	test -f certs/cert.pem -a -f certs/key.pem || $(BIN)/python -m handlers.certs
@@ -24,7 +35,7 @@ certs: install
 run: install certs
 	$(BIN)/python -m handlers.server
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -32,7 +43,7 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 
-bench: install
+bench: install-dev
 	$(BIN)/python bench/bench_server.py
 
 clean:

@@ -31,6 +31,12 @@ DEFAULT_RARITY_WEIGHTS: dict[Rarity, float] = {
     Rarity.S_PLUS: 0.5,
 }
 
+DEFAULT_PROMPT_TEMPLATE = (
+    "an original cute fantasy creature named {name}, {rarity_look}, monster-collecting game art, full body, "
+    "centered, big expressive eyes, soft cel shading, clean outlines, simple pastel background, high quality"
+)
+PROMPT_FIELDS = frozenset({"name", "rarity", "rarity_look"})
+
 _LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
 
 
@@ -92,6 +98,16 @@ class Settings(BaseSettings):
     sdxl_width: int = Field(512, ge=64, le=4096, validation_alias="SDXL_WIDTH")
     sdxl_height: int = Field(512, ge=64, le=4096, validation_alias="SDXL_HEIGHT")
     sdxl_steps: int = Field(1, ge=1, le=200, validation_alias="SDXL_STEPS")
+    sdxl_guidance_scale: float = Field(0.0, ge=0, le=30, validation_alias="SDXL_GUIDANCE_SCALE")
+    sdxl_device: Literal["auto", "cuda", "cpu"] = Field("auto", validation_alias="SDXL_DEVICE")
+    sdxl_attention_slicing: bool = Field(True, validation_alias="SDXL_ATTENTION_SLICING")
+    sdxl_vae: str | None = Field(None, validation_alias="SDXL_VAE")
+    sdxl_vae_upcast: bool = Field(False, validation_alias="SDXL_VAE_UPCAST")
+    sdxl_compile: bool = Field(False, validation_alias="SDXL_COMPILE")
+    prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, min_length=1, validation_alias="POKEMON_PROMPT_TEMPLATE")
+    max_batch: int = Field(8, ge=1, le=256, validation_alias="POKEMON_MAX_BATCH")
+    batch_wait_ms: int = Field(10, ge=0, le=10_000, validation_alias="POKEMON_BATCH_WAIT_MS")
+    queue_size: int = Field(64, ge=1, le=100_000, validation_alias="POKEMON_QUEUE_SIZE")
 
     # Names
     name_backend: Literal["local", "remote"] = Field("local", validation_alias="POKEMON_NAME_BACKEND")
@@ -133,6 +149,20 @@ class Settings(BaseSettings):
             raise ValueError("the pattern must contain a field for the index, e.g. image_{:02d}.png")
         if "/" in first or "\\" in first:
             raise ValueError("a file name inside POKEMON_IMAGES_DIR, without a folder")
+        return value
+
+    @field_validator("sdxl_vae", mode="before")
+    @classmethod
+    def _empty_vae_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _known_prompt_fields(cls, value: str) -> str:
+        try:
+            value.format(name="X", rarity="S+", rarity_look="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"a template using only {{name}}, {{rarity}} and {{rarity_look}} ({exc})") from None
         return value
 
     @field_validator("sdxl_width", "sdxl_height")

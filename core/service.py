@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from core import streams
 from core.breaker import BreakerState, CircuitBreaker
-from core.config import ConfigError, Settings
+from core.config import Settings
 from core.creature import Creature, new_creature_id, new_seed, utc_timestamp
-from core.errors import GenerationFailed
+from core.errors import GenerationFailed, ServiceUnavailable
 from core.health import ComponentHealth, HealthStatus
 from core.images.base import ImageRequest, ImageSource
 from core.images.files import FilesImages
@@ -55,13 +55,13 @@ def build_name_source(settings: Settings) -> NameSource:
 
 
 def build_image_source(settings: Settings) -> ImageSource:
+    files = FilesImages.from_settings(settings)  # checked even for sdxl: it is the fallback
     if settings.generation_backend == "files":
-        return FilesImages.from_settings(settings)
-    raise ConfigError(
-        "POKEMON_GENERATION_BACKEND",
-        settings.generation_backend,
-        "files (the sdxl backend is not in this build yet)",
-    )
+        return files
+    # Imported here only: torch and diffusers must cost nothing unless this backend is chosen.
+    from core.images.diffusion import DiffusionImages
+
+    return DiffusionImages(settings, files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +140,10 @@ class CreatureService:
             self._started = True
 
     async def warmup(self) -> dict[str, object]:
+        """Start everything and wait until the image backend is warm; a summary for the caller."""
         began = time.perf_counter()
         await self.start()
+        await self._images.warmup()
         return {
             "warmed": True,
             "durationMs": round((time.perf_counter() - began) * 1000, 1),
@@ -158,7 +160,7 @@ class CreatureService:
             name = await self._names.name_for(seed, reproducible=reproducible)
             rarity = self._rarity.at(streams.unit(seed, b"rarity"))
             image = await self._images.render(ImageRequest(seed=seed, name=name.value, rarity=rarity))
-        except GenerationFailed:
+        except (GenerationFailed, ServiceUnavailable):
             raise
         except Exception as exc:
             log.error("generate.failed", seed=seed, error=type(exc).__name__)

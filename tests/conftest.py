@@ -20,6 +20,10 @@ import pytest
 from core.config import get_settings
 from core.telemetry import configure_logging
 from tests.fake_llm import fake_llm, llm  # noqa: F401 - fixtures: a real OpenAI-compatible server process
+from tests.tiny_sdxl import tiny_sdxl_dir  # noqa: F401 - fixture: a tiny random SDXL pipeline on disk
+
+# No model hub is reachable: every from_pretrained must resolve locally, here and in server processes.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_IMAGES = REPO / "pokemon"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import pytest
 
@@ -64,9 +65,9 @@ def test_health_reports_backends_and_warming_until_started() -> None:
     assert health["nameBackend"] == "local"
 
 
-def test_backends_not_in_this_build_are_refused_at_start_up() -> None:
-    with pytest.raises(ConfigError, match="POKEMON_GENERATION_BACKEND"):
-        build(generation_backend="sdxl")
+def test_the_sdxl_backend_still_checks_its_fallback_images(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="POKEMON_IMAGES_DIR"):
+        CreatureService.from_settings(load_settings(images_dir=tmp_path / "nope", generation_backend="sdxl"))
 
 
 def test_the_remote_name_backend_is_built_from_settings() -> None:
@@ -79,6 +80,9 @@ class BrokenImages:
     backend = "broken"
 
     async def start(self) -> None:
+        return None
+
+    async def warmup(self) -> None:
         return None
 
     async def render(self, request: ImageRequest) -> EncodedImage:

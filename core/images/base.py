@@ -28,7 +28,10 @@ class ImageSource(Protocol):
     def backend(self) -> str: ...
 
     async def start(self) -> None:
-        """Load and warm up; called once before the first request or by the warm-up."""
+        """Begin loading (possibly in the background); called once before the first request."""
+
+    async def warmup(self) -> None:
+        """Load and warm up now, and return when done: what a scheduled warm-up invocation calls."""
 
     async def render(self, request: ImageRequest) -> EncodedImage: ...
 

@@ -79,6 +79,9 @@ class FilesImages:
     async def start(self) -> None:
         return None
 
+    async def warmup(self) -> None:
+        return None  # the images were read and checked when the backend was built
+
     async def render(self, request: ImageRequest) -> EncodedImage:
         return self.pick(request)
 

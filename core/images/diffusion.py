@@ -1,0 +1,284 @@
+"""The `sdxl` image backend: any diffusers text-to-image pipeline (SDXL Turbo, SD Turbo, SD3, Flux, ...).
+
+torch and diffusers are imported here, inside functions, and this module itself is imported only when
+the backend is chosen: the files backend and a Lambda cold start never pay for them.
+
+- Loading and one warm-up generation run in the background at start-up; until they are done requests
+  are answered 503 (retry) and `/health` says `warming`. A load failure leaves the files backend serving,
+  `/health` `degraded`, with one clear log line.
+- Concurrent requests are gathered into one pipeline call (`MicroBatcher`); the call and the PNG encoding
+  run on the batcher's worker thread, so the event loop keeps answering.
+- Each image has its own `torch.Generator` seeded from the creature's seed: an image depends on
+  (seed, prompt, settings) only, never on the batch it rode in.
+- A failed call (CUDA out of memory, say) gives that batch files images (`sdxl.fallback`), frees what
+  memory it can, and the next batch uses the pipeline again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import gc
+import io
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings
+from core.creature import EncodedImage, Rarity
+from core.errors import ServiceUnavailable
+from core.health import ComponentHealth, HealthStatus
+from core.images.base import ImageRequest
+from core.images.batching import MicroBatcher
+from core.images.files import FilesImages
+from core.telemetry import log
+
+WARMUP_PROMPT = "a small round friendly creature, simple background"
+
+RARITY_LOOKS: dict[Rarity, str] = {
+    Rarity.F: "a humble everyday critter, simple shapes, muted colours",
+    Rarity.E: "a common little critter, simple shapes",
+    Rarity.D: "an ordinary creature with a cheerful look",
+    Rarity.C: "an uncommon creature with a distinctive pattern",
+    Rarity.B: "a rare creature with bright colours and a special marking",
+    Rarity.A: "a very rare creature with shimmering details",
+    Rarity.S: "an epic creature with a faint glowing aura and elegant details",
+    Rarity.S_PLUS: "a legendary majestic creature with a radiant aura and sparkling details",
+}
+
+
+def build_prompt(template: str, name: str, rarity: Rarity) -> str:
+    return template.format(name=name, rarity=rarity.value, rarity_look=RARITY_LOOKS[rarity])
+
+
+def _local_folder(model: str) -> bool:
+    return Path(model).expanduser().is_dir()
+
+
+def _dtype_argument(diffusers_version: str) -> str:
+    # diffusers 0.42 renamed `torch_dtype` to `dtype` and deprecates the old name.
+    major, minor = (int(part) for part in diffusers_version.split(".")[:2])
+    return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
+
+
+def load_pipeline(settings: Settings) -> Any:
+    """`AutoPipelineForText2Image.from_pretrained(SDXL_TURBO_MODEL)` set up for this device."""
+    began = time.perf_counter()
+    import diffusers
+    import torch
+
+    # Their own loggers write unstructured lines to stderr (CLIP truncation notes on every long prompt,
+    # progress bars): errors only, our events say the rest.
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    with contextlib.suppress(ImportError):
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    device = settings.sdxl_device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = device == "cuda"
+    dtype = torch.float16 if cuda else torch.float32  # fp16 on a CPU is an order of magnitude slower
+    log.info("sdxl.load.start", model=settings.sdxl_model, device=device, dtype=str(dtype).removeprefix("torch."))
+    options: dict[str, Any] = {_dtype_argument(diffusers.__version__): dtype, "add_watermarker": False}
+    if _local_folder(settings.sdxl_model) or os.environ.get("HF_HUB_OFFLINE") == "1":
+        options["local_files_only"] = True
+    if settings.sdxl_vae:
+        options["vae"] = diffusers.AutoencoderKL.from_pretrained(
+            settings.sdxl_vae, **{key: value for key, value in options.items() if key != "add_watermarker"}
+        )
+    pipeline_class = diffusers.AutoPipelineForText2Image
+    if cuda:
+        try:
+            pipeline = pipeline_class.from_pretrained(settings.sdxl_model, variant="fp16", **options)
+        except (OSError, ValueError):  # the repository or folder has no fp16 variant: take the full weights
+            pipeline = pipeline_class.from_pretrained(settings.sdxl_model, **options)
+    else:
+        pipeline = pipeline_class.from_pretrained(settings.sdxl_model, **options)
+    pipeline = pipeline.to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    if settings.sdxl_vae_upcast and hasattr(pipeline, "vae"):
+        pipeline.vae.config.force_upcast = True  # decode in fp32: the stock SDXL VAE overflows in fp16
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+        if denoiser is not None:
+            denoiser.to(memory_format=torch.channels_last)
+    if settings.sdxl_attention_slicing and hasattr(pipeline, "enable_attention_slicing"):
+        pipeline.enable_attention_slicing()
+    if settings.sdxl_compile:
+        if hasattr(pipeline, "unet"):
+            pipeline.unet = torch.compile(pipeline.unet, mode="max-autotune", fullgraph=True)
+        elif hasattr(pipeline, "transformer"):
+            pipeline.transformer = torch.compile(pipeline.transformer, mode="max-autotune", fullgraph=True)
+    log.info(
+        "sdxl.load.done",
+        pipeline=type(pipeline).__name__,
+        device=device,
+        duration_ms=round((time.perf_counter() - began) * 1000, 1),
+    )
+    return pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class ImageJob:
+    seed: int
+    prompt: str
+
+
+def _encode_png(image: Any) -> EncodedImage:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)  # level 1: a few times faster, files barely larger
+    return EncodedImage(base64.b64encode(buffer.getvalue()), image.width, image.height, "sdxl")
+
+
+class DiffusionRunner:
+    """Runs batches on the pipeline; called only from the batcher's single worker thread."""
+
+    def __init__(self, pipeline: Any, settings: Settings) -> None:
+        self._pipeline = pipeline
+        self._width = settings.sdxl_width
+        self._height = settings.sdxl_height
+        self._steps = settings.sdxl_steps
+        self._guidance = settings.sdxl_guidance_scale
+        self._device = pipeline.device
+
+    def __call__(self, jobs: Sequence[ImageJob]) -> list[EncodedImage]:
+        import torch
+
+        generator_device = "cpu" if self._device.type == "mps" else self._device
+        generators = [torch.Generator(device=generator_device).manual_seed(job.seed) for job in jobs]
+        with torch.inference_mode():
+            output = self._pipeline(
+                prompt=[job.prompt for job in jobs],
+                num_inference_steps=self._steps,
+                guidance_scale=self._guidance,
+                width=self._width,
+                height=self._height,
+                generator=generators,
+            )
+        return [_encode_png(image) for image in output.images]
+
+
+def release_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class DiffusionImages:
+    backend = "sdxl"
+
+    def __init__(
+        self,
+        settings: Settings,
+        fallback: FilesImages,
+        *,
+        loader: Callable[[Settings], Any] = load_pipeline,
+        runner_factory: Callable[[Any, Settings], Callable[[Sequence[ImageJob]], list[EncodedImage]]] = DiffusionRunner,
+    ) -> None:
+        self._settings = settings
+        self._fallback = fallback
+        self._loader = loader
+        self._runner_factory = runner_factory
+        self._runner: Callable[[Sequence[ImageJob]], list[EncodedImage]] | None = None
+        self._batcher: MicroBatcher[ImageJob, EncodedImage | None] | None = None
+        self._warmup: asyncio.Task[None] | None = None
+        self._failed_load: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._batcher is not None
+
+    @property
+    def batcher(self) -> MicroBatcher[ImageJob, EncodedImage | None] | None:
+        return self._batcher
+
+    async def start(self) -> None:
+        """Begin loading in the background; `warmup()` waits for it."""
+        if self._warmup is None:
+            self._warmup = asyncio.create_task(self._load_and_warm(), name="sdxl-warmup")
+
+    async def warmup(self) -> None:
+        await self.start()
+        assert self._warmup is not None
+        await asyncio.shield(self._warmup)
+
+    async def _load_and_warm(self) -> None:
+        try:
+            pipeline = await asyncio.to_thread(self._loader, self._settings)
+            runner = self._runner_factory(pipeline, self._settings)
+            began = time.perf_counter()
+            # A compiled model specialises on batch size: warm the largest batch too, so compilation
+            # happens here rather than in a caller's request.
+            sizes = (
+                [1, self._settings.max_batch] if self._settings.sdxl_compile and self._settings.max_batch > 1 else [1]
+            )
+            for size in sizes:
+                await asyncio.to_thread(runner, [ImageJob(seed=index, prompt=WARMUP_PROMPT) for index in range(size)])
+            log.info("sdxl.warmup", duration_ms=round((time.perf_counter() - began) * 1000, 1), batch_sizes=sizes)
+        except Exception as exc:
+            self._failed_load = type(exc).__name__
+            log.error("sdxl.load.failed", model=self._settings.sdxl_model, error=type(exc).__name__, fallback="files")
+            return
+        self._runner = runner
+        batcher: MicroBatcher[ImageJob, EncodedImage | None] = MicroBatcher(
+            self._run_batch,
+            max_batch=self._settings.max_batch,
+            max_wait=self._settings.batch_wait_ms / 1000,
+            queue_size=self._settings.queue_size,
+            name="sdxl",
+        )
+        batcher.on_batch = lambda size, seconds: log.info(
+            "sdxl.generate", batch_size=size, duration_ms=round(seconds * 1000, 1)
+        )
+        self._batcher = batcher
+
+    def _run_batch(self, jobs: Sequence[ImageJob]) -> list[EncodedImage | None]:
+        assert self._runner is not None
+        try:
+            return list(self._runner(jobs))
+        except Exception as exc:
+            # One bad call must not take the backend down: this batch gets files images, the next one
+            # tries the pipeline again.
+            log.error("sdxl.fallback", batch_size=len(jobs), error=type(exc).__name__)
+            release_memory()
+            return [None] * len(jobs)
+
+    async def render(self, request: ImageRequest) -> EncodedImage:
+        if self._batcher is None:
+            if self._failed_load is not None:
+                return self._fallback.pick(request)
+            raise ServiceUnavailable("the image model is warming up; retry shortly", retry_after=5)
+        prompt = build_prompt(self._settings.prompt_template, request.name, request.rarity)
+        image = await self._batcher.submit(ImageJob(seed=request.seed, prompt=prompt))
+        return image if image is not None else self._fallback.pick(request)
+
+    def health(self) -> ComponentHealth:
+        if self._failed_load is not None:
+            return ComponentHealth(
+                self.backend, HealthStatus.DEGRADED, f"model failed to load ({self._failed_load}): files serve"
+            )
+        if self._batcher is None:
+            return ComponentHealth(self.backend, HealthStatus.WARMING, "loading the model")
+        return ComponentHealth(self.backend, HealthStatus.OK, f"queue depth {self._batcher.depth}")
+
+    async def aclose(self) -> None:
+        if self._warmup is not None and not self._warmup.done():
+            self._warmup.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._warmup
+        if self._batcher is not None:
+            await self._batcher.aclose()
+        self._runner = None
+        release_memory()
