@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     bearer_token: SecretStr | None = Field(None, validation_alias="POKEMON_BEARER_TOKEN")
     rate_limit_per_min: int = Field(60, ge=0, validation_alias="POKEMON_RATE_LIMIT_PER_MIN")
     rate_limit_max_clients: int = Field(100_000, ge=1, validation_alias="POKEMON_RATE_LIMIT_MAX_CLIENTS")
+    rate_limit_table: str | None = Field(None, validation_alias="POKEMON_RATE_LIMIT_TABLE")
+    rate_limit_fail_open: bool = Field(True, validation_alias="POKEMON_RATE_LIMIT_FAIL_OPEN")
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = Field((), validation_alias="POKEMON_TRUSTED_PROXIES")
     rarity_weights: Annotated[dict[Rarity, float], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_RARITY_WEIGHTS), validation_alias="POKEMON_RARITY_WEIGHTS"
@@ -150,6 +152,11 @@ class Settings(BaseSettings):
         if "/" in first or "\\" in first:
             raise ValueError("a file name inside POKEMON_IMAGES_DIR, without a folder")
         return value
+
+    @field_validator("rate_limit_table", mode="before")
+    @classmethod
+    def _empty_table_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("sdxl_vae", mode="before")
     @classmethod
