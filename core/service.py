@@ -15,6 +15,8 @@ from core.errors import GenerationFailed, ServiceUnavailable
 from core.health import ComponentHealth, HealthStatus
 from core.images.base import ImageRequest, ImageSource
 from core.images.files import FilesImages
+from core.metrics import Metrics
+from core.metrics import metrics as current_metrics
 from core.names.base import NameSource
 from core.names.client import OpenAINameClient
 from core.names.embedded import LocalNames
@@ -100,6 +102,7 @@ class CreatureService:
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = new_creature_id,
         log_image_b64: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._names = names
         self._images = images
@@ -107,6 +110,7 @@ class CreatureService:
         self._clock = clock
         self._new_id = new_id
         self._log_image_b64 = log_image_b64
+        self._metrics = metrics or current_metrics()
         self._started = False
         self._start_lock = asyncio.Lock()
 
@@ -183,10 +187,15 @@ class CreatureService:
             "nameSource": name.source,
             "duration_ms": round((time.perf_counter() - began) * 1000, 3),
         }
+        self._metrics.generation(image.source, time.perf_counter() - began)
+        self._metrics.name_served(name.source)
         if self._log_image_b64:
             details["imageBase64"] = image.base64_png.decode("ascii")
         log.info("generate.success", **details)
         return creature
+
+    def queue_depth(self) -> int:
+        return self._images.queue_depth()
 
     def health(self) -> ServiceHealth:
         images, names = self._images.health(), self._names.health()

@@ -17,6 +17,7 @@ from core.auth import BearerAuth
 from core.clientaddr import ClientAddressResolver
 from core.config import Settings, get_settings
 from core.creature import MAX_SEED, Rarity
+from core.metrics import PrometheusMetrics, metrics
 from core.ratelimit import MemoryRateLimiter, TokenBucket
 from core.service import CreatureService
 from core.telemetry import flush_logs, log
@@ -116,6 +117,13 @@ async def generate(request: Request) -> Response:
     response = Response(body, status_code=status)
     response.raw_headers.extend(headers)
     return response
+
+
+async def prometheus(request: Request) -> Response:
+    sink = metrics()
+    assert isinstance(sink, PrometheusMetrics)
+    body, content_type = sink.exposition()
+    return Response(body, media_type=content_type)
 
 
 async def health(request: Request) -> JSONResponse:
@@ -245,6 +253,10 @@ def create_app(
         summary="Readiness: 503 until warm-up is done",
         tags=["health"],
     )
+    sink = metrics()
+    if isinstance(sink, PrometheusMetrics):
+        sink.watch_queue(service.queue_depth)
+        app.add_api_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

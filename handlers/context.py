@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.auth import AuthOutcome, BearerAuth
+from core.metrics import metrics
 from core.ratelimit import RateLimiter
 from core.service import CreatureService
 from core.telemetry import log
@@ -38,5 +39,6 @@ class AppContext:
         headers = decision.headers()
         if not decision.allowed:
             log.info("rate_limit.rejected", client=client, retry_after=headers["Retry-After"])
+            metrics().rate_limited()
             raise ApiError(429, "RATE_LIMITED", "Too many requests; retry later.", headers)
         return headers

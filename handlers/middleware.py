@@ -15,6 +15,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.clientaddr import ClientAddressResolver
+from core.metrics import metrics, route_label
 from core.telemetry import bind_context, log, unbind_context
 from handlers.errors import error_response
 
@@ -55,6 +56,7 @@ class RequestContextMiddleware:
         self.app = app
         self.resolver = resolver
         self.log_request_body = log_request_body
+        self.metrics = metrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,7 +107,9 @@ class RequestContextMiddleware:
                 response = error_response(500, "INTERNAL_ERROR", "Something went wrong; please retry.")
                 await response(scope, receive, send_with_id)
             finally:
-                duration_ms = round((time.perf_counter() - began) * 1000, 3)
+                elapsed = time.perf_counter() - began
+                self.metrics.request(route_label(path), status, elapsed)
+                duration_ms = round(elapsed * 1000, 3)
                 log.info(
                     "http.response", method=method, path=path, status=status, duration_ms=duration_ms, client=client
                 )

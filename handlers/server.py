@@ -13,6 +13,7 @@ from types import FrameType
 import uvicorn
 
 from core.config import ConfigError, Settings, load_settings
+from core.metrics import PrometheusMetrics, use_metrics
 from core.telemetry import configure_logging, flush_logs, log
 from handlers.api import create_app
 
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(**overrides)
         configure_logging(level=settings.log_level, json_lines=settings.log_json)
+        use_metrics(PrometheusMetrics())
         server = build_server(settings)
     except ConfigError as exc:
         print(f"pokemon: {exc}", file=sys.stderr)

@@ -35,6 +35,7 @@ from core.health import ComponentHealth, HealthStatus
 from core.images.base import ImageRequest
 from core.images.batching import MicroBatcher
 from core.images.files import FilesImages
+from core.metrics import metrics
 from core.telemetry import log
 
 WARMUP_PROMPT = "a small round friendly creature, simple background"
@@ -239,10 +240,16 @@ class DiffusionImages:
             queue_size=self._settings.queue_size,
             name="sdxl",
         )
-        batcher.on_batch = lambda size, seconds: log.info(
-            "sdxl.generate", batch_size=size, duration_ms=round(seconds * 1000, 1)
-        )
+        batcher.on_batch = self._batch_done
         self._batcher = batcher
+
+    @staticmethod
+    def _batch_done(size: int, seconds: float) -> None:
+        log.info("sdxl.generate", batch_size=size, duration_ms=round(seconds * 1000, 1))
+        metrics().batch(size)
+
+    def queue_depth(self) -> int:
+        return self._batcher.depth if self._batcher is not None else 0
 
     def _run_batch(self, jobs: Sequence[ImageJob]) -> list[EncodedImage | None]:
         assert self._runner is not None

@@ -88,5 +88,8 @@ class FilesImages:
     def health(self) -> ComponentHealth:
         return ComponentHealth(self.backend)
 
+    def queue_depth(self) -> int:
+        return 0
+
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,94 @@
+"""Metrics: Prometheus text from the server process, CloudWatch EMF through Powertools for Lambda."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from core.metrics import NullMetrics, PowertoolsMetrics, PrometheusMetrics, route_label
+from tests.conftest import ServerFactory
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(selector) + r"\}" if selector else "") + r" ([0-9.e+-]+)"
+    match = re.search(pattern, text)
+    assert match, f"{name} {labels} not in metrics"
+    return float(match.group(1))
+
+
+def test_the_server_exports_prometheus_metrics(server_factory: ServerFactory) -> None:
+    server = server_factory({"POKEMON_RATE_LIMIT_PER_MIN": "3"})
+    with server.client() as client:
+        statuses = [client.get("/v1/generate").status_code for _ in range(4)]
+        client.get("/health")
+        client.get("/no/such/path/123")
+        response = client.get("/metrics")
+    assert statuses == [200, 200, 200, 429]
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert sample(text, "pokemon_http_requests_total", route="/v1/generate", status="200") == 3
+    assert sample(text, "pokemon_http_requests_total", route="/v1/generate", status="429") == 1
+    assert sample(text, "pokemon_http_requests_total", route="other", status="404") == 1
+    assert sample(text, "pokemon_rate_limited_requests_total") == 1
+    assert sample(text, "pokemon_names_total", source="local") == 3
+    assert sample(text, "pokemon_generation_seconds_count", backend="files") == 3
+    assert sample(text, "pokemon_http_request_seconds_count", route="/v1/generate") == 4
+    assert sample(text, "pokemon_queue_depth") == 0
+    assert "/no/such/path" not in text  # unknown paths never become label values
+
+
+def test_metrics_stay_out_of_the_api_document(server_factory: ServerFactory) -> None:
+    server = server_factory()
+    with server.client() as client:
+        assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_routes_are_bounded() -> None:
+    assert route_label("/v1/generate") == "/v1/generate"
+    assert route_label("/v1/generate/../../etc") == "other"
+
+
+def test_powertools_metrics_write_embedded_metric_format(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = PowertoolsMetrics(namespace="PokemonTest")
+    sink.request("/v1/generate", 200, 0.004)
+    sink.generation("files", 0.001)
+    sink.name_served("remote")
+    sink.rate_limited()
+    sink.batch(4)
+    sink.client.flush_metrics()
+    document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    directive = document["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "PokemonTest"
+    names = {metric["Name"] for metric in directive["Metrics"]}
+    assert {
+        "Status2xx",
+        "RequestLatency",
+        "GenerationLatency_files",
+        "Names_remote",
+        "RateLimited",
+        "BatchSize",
+    } <= names
+    assert document["Status2xx"] == 1.0 and document["service"] == "pokemon"
+
+
+def test_the_null_sink_accepts_everything() -> None:
+    sink = NullMetrics()
+    sink.request("/health", 200, 0.1)
+    sink.generation("files", 0.1)
+    sink.name_served("local")
+    sink.rate_limited()
+    sink.batch(1)
+
+
+def test_prometheus_sink_in_isolation() -> None:
+    sink = PrometheusMetrics()
+    sink.watch_queue(lambda: 7)
+    sink.batch(3)
+    body, content_type = sink.exposition()
+    assert "text/plain" in content_type
+    text = body.decode()
+    assert sample(text, "pokemon_queue_depth") == 7
+    assert sample(text, "pokemon_batch_size_count") == 1
