@@ -86,6 +86,8 @@ class PrometheusMetrics:
         # Label children cached: `.labels()` costs a lock and a dict build per call on the hot path.
         self._request_children: dict[tuple[str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
+        self._generation_children: dict[str, Any] = {}
+        self._name_children: dict[str, Any] = {}
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self._queue_depth = depth
@@ -102,10 +104,16 @@ class PrometheusMetrics:
         histogram.observe(seconds)
 
     def generation(self, backend: str, seconds: float) -> None:
-        self._generation.labels(backend).observe(seconds)
+        histogram = self._generation_children.get(backend)
+        if histogram is None:
+            histogram = self._generation_children[backend] = self._generation.labels(backend)
+        histogram.observe(seconds)
 
     def name_served(self, source: str) -> None:
-        self._names.labels(source).inc()
+        counter = self._name_children.get(source)
+        if counter is None:
+            counter = self._name_children[source] = self._names.labels(source)
+        counter.inc()
 
     def rate_limited(self) -> None:
         self._limited.inc()
