@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from core.config import Settings
+
 Clock = Callable[[], float]
 
 
@@ -124,3 +126,16 @@ class MemoryRateLimiter:
             if not self._bucket.is_full(states[oldest_key], now):
                 return
             del states[oldest_key]
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter | None:
+    """The limiter the settings ask for: none, this process's memory, or a table shared by all instances."""
+    if not settings.rate_limit_enabled:
+        return None
+    if settings.rate_limit_table:
+        from core.ratelimit_dynamodb import DynamoDBRateLimiter  # boto3 only when a table is configured
+
+        return DynamoDBRateLimiter.from_settings(settings)
+    return MemoryRateLimiter(
+        TokenBucket.per_minute(settings.rate_limit_per_min), max_buckets=settings.rate_limit_max_clients
+    )

@@ -18,7 +18,7 @@ from core.clientaddr import ClientAddressResolver
 from core.config import Settings, get_settings
 from core.creature import MAX_SEED, Rarity
 from core.metrics import PrometheusMetrics, metrics
-from core.ratelimit import MemoryRateLimiter, TokenBucket
+from core.ratelimit import build_rate_limiter
 from core.service import CreatureService
 from core.telemetry import flush_logs, log
 from handlers.context import AppContext
@@ -194,13 +194,7 @@ def create_app(
     """
     settings = settings or get_settings()
     service = service or CreatureService.from_settings(settings)
-    limiter = (
-        MemoryRateLimiter(
-            TokenBucket.per_minute(settings.rate_limit_per_min), max_buckets=settings.rate_limit_max_clients
-        )
-        if settings.rate_limit_enabled
-        else None
-    )
+    limiter = build_rate_limiter(settings)
     context = AppContext(service=service, auth=BearerAuth(settings.bearer_token), limiter=limiter)
 
     @contextlib.asynccontextmanager
