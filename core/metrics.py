@@ -153,6 +153,11 @@ class PowertoolsMetrics:
     def batch(self, size: int) -> None:
         self.client.add_metric(name="BatchSize", unit=self._unit.Count, value=size)
 
+    def flush(self) -> None:
+        """Write this invocation's metrics as one EMF line (nothing at all when none were recorded)."""
+        if self.client.metric_set:
+            self.client.flush_metrics()
+
 
 _current: Metrics = NullMetrics()
 
