@@ -27,6 +27,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 import bare_app  # noqa: E402
 
 from core.config import load_settings  # noqa: E402
+from core.metrics import PrometheusMetrics, use_metrics  # noqa: E402
 from core.telemetry import configure_logging  # noqa: E402
 from handlers.api import create_app  # noqa: E402
 
@@ -87,6 +88,7 @@ async def measure(overrides: dict[str, Any], rounds: int, requests: int) -> tupl
     settings = load_settings(**{"images_dir": REPO / "pokemon", "rate_limit_per_min": 10**9, **overrides})
     # Lines are formatted as in production and handed to the writer thread, which writes them nowhere.
     configure_logging(level=settings.log_level, stream=open_sink())
+    use_metrics(PrometheusMetrics())  # as handlers.server does
     real = create_app(settings)
     await real.state.context.service.start()
     bodies = {await one_response(real) for _ in range(200)}  # one per image, as the wrk benchmark does

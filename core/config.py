@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     sdxl_steps: int = Field(1, ge=1, le=200, validation_alias="SDXL_STEPS")
     sdxl_guidance_scale: float = Field(0.0, ge=0, le=30, validation_alias="SDXL_GUIDANCE_SCALE")
     sdxl_device: Literal["auto", "cuda", "cpu"] = Field("auto", validation_alias="SDXL_DEVICE")
-    sdxl_attention_slicing: bool = Field(True, validation_alias="SDXL_ATTENTION_SLICING")
+    sdxl_attention_slicing: Literal["auto", "1", "0"] = Field("auto", validation_alias="SDXL_ATTENTION_SLICING")
     sdxl_vae: str | None = Field(None, validation_alias="SDXL_VAE")
     sdxl_vae_upcast: bool = Field(False, validation_alias="SDXL_VAE_UPCAST")
     sdxl_compile: bool = Field(False, validation_alias="SDXL_COMPILE")
@@ -157,6 +157,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_table_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("sdxl_attention_slicing", mode="before")
+    @classmethod
+    def _slicing_words(cls, value: object) -> object:
+        words = {"true": "1", "on": "1", "yes": "1", "false": "0", "off": "0", "no": "0"}
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        return words.get(str(value).strip().lower(), str(value).strip().lower())
 
     @field_validator("sdxl_vae", mode="before")
     @classmethod

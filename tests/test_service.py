@@ -91,6 +91,9 @@ class BrokenImages:
     def health(self) -> ComponentHealth:
         return ComponentHealth(self.backend)
 
+    def queue_depth(self) -> int:
+        return 0
+
     async def aclose(self) -> None:
         return None
 

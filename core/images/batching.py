@@ -37,7 +37,7 @@ class MicroBatcher(Generic[Request, Result]):
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._max_wait = max_wait
-        self._queue: asyncio.Queue[tuple[Request, asyncio.Future[Result]]] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[tuple[Request, asyncio.Future[Result], float]] = asyncio.Queue(queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._worker: asyncio.Task[None] | None = None
         self.batch_sizes: list[int] = []  # recent batch sizes, for tests and metrics
@@ -50,9 +50,10 @@ class MicroBatcher(Generic[Request, Result]):
     async def submit(self, request: Request) -> Result:
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name="micro-batcher")
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
         try:
-            self._queue.put_nowait((request, future))
+            self._queue.put_nowait((request, future, loop.time()))
         except asyncio.QueueFull:
             raise ServiceUnavailable("the image queue is full; retry shortly", retry_after=1) from None
         return await future
@@ -61,7 +62,9 @@ class MicroBatcher(Generic[Request, Result]):
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            deadline = loop.time() + self._max_wait
+            # The wait for company counts from the first request's arrival: one that already queued behind
+            # a running call has waited its share and rides the next call at once.
+            deadline = batch[0][2] + self._max_wait
             while len(batch) < self._max_batch:
                 remaining = deadline - loop.time()
                 if remaining <= 0 and self._queue.empty():
@@ -71,11 +74,11 @@ class MicroBatcher(Generic[Request, Result]):
                     batch.append(self._queue.get_nowait() if not self._queue.empty() else await self._next(remaining))
                 except TimeoutError:
                     break
-            live = [(request, future) for request, future in batch if not future.cancelled()]
+            live = [(request, future) for request, future, _ in batch if not future.cancelled()]
             if live:
                 await self._run(live)
 
-    async def _next(self, seconds: float) -> tuple[Request, asyncio.Future[Result]]:
+    async def _next(self, seconds: float) -> tuple[Request, asyncio.Future[Result], float]:
         async with asyncio.timeout(seconds):
             return await self._queue.get()
 
@@ -106,7 +109,7 @@ class MicroBatcher(Generic[Request, Result]):
                 await self._worker
             self._worker = None
         while not self._queue.empty():
-            _, future = self._queue.get_nowait()
+            _, future, _ = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(ServiceUnavailable("the service is shutting down"))
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -111,7 +111,9 @@ def load_pipeline(settings: Settings) -> Any:
         denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
         if denoiser is not None:
             denoiser.to(memory_format=torch.channels_last)
-    if settings.sdxl_attention_slicing and hasattr(pipeline, "enable_attention_slicing"):
+    if _wants_attention_slicing(settings.sdxl_attention_slicing, device) and hasattr(
+        pipeline, "enable_attention_slicing"
+    ):
         pipeline.enable_attention_slicing()
     if settings.sdxl_compile:
         if hasattr(pipeline, "unet"):
@@ -125,6 +127,21 @@ def load_pipeline(settings: Settings) -> Any:
         duration_ms=round((time.perf_counter() - began) * 1000, 1),
     )
     return pipeline
+
+
+SLICING_MEMORY_LIMIT = 12 * 2**30  # below this much GPU memory, "auto" slices attention
+
+
+def _wants_attention_slicing(setting: str, device: str) -> bool:
+    """Slicing saves memory on small GPUs (the description turns it on) but replaces the fused attention
+    kernels, which large GPUs run several times faster: "auto" slices only where memory is tight."""
+    if setting != "auto":
+        return setting == "1"
+    if device != "cuda":
+        return False
+    import torch
+
+    return int(torch.cuda.get_device_properties(0).total_memory) < SLICING_MEMORY_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
