@@ -49,7 +49,7 @@ ROUTES = {
     ("GET", "/health"): "HealthFunction",
     ("GET", "/health/ready"): "HealthFunction",
 }
-RATE_LIMIT_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+RATE_LIMIT_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem"}
 # Needed by the uvicorn server only (handlers.server, handlers.certs, its /metrics), never by Lambda.
 SERVER_ONLY_PACKAGES = {"uvicorn", "cryptography", "prometheus-client"}
 SETTING_PREFIXES = ("POKEMON_", "SDXL_", "OPENAI_", "LOG_")
