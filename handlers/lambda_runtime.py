@@ -258,9 +258,7 @@ class LambdaRuntime:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._booted: _Booted | ConfigError | None = None
-        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Pokemon")
-        self._metrics = PowertoolsMetrics(namespace)
-        use_metrics(self._metrics)  # before the app is built: its parts take the sink when they are made
+        self._metrics: PowertoolsMetrics | None = None  # installed on the first invocation, not at import
         # clear_state: keys appended during one invocation (a correlation id...) must not reach the next.
         # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry bearer tokens.
         self._invoke = {
@@ -276,7 +274,8 @@ class LambdaRuntime:
         try:
             return self._invoke[kind](event, context, kind, entry)
         finally:
-            self._metrics.flush()  # Lambda may freeze the process as soon as the handler returns
+            if self._metrics is not None:
+                self._metrics.flush()  # Lambda may freeze the process as soon as the handler returns
 
     def _enter(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -284,6 +283,10 @@ class LambdaRuntime:
             # writer's lines would surface an invocation late, or never.
             configure_logging(json_lines=True, background=False)
             _route_mangum_logs()
+            namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Pokemon")
+            # Before the app is built: its parts take the process-wide sink when they are made.
+            self._metrics = PowertoolsMetrics(namespace)
+            use_metrics(self._metrics)
             self._loop = asyncio.new_event_loop()
         # Mangum runs every request on `asyncio.get_event_loop()`: make that ours on every invocation, in
         # case something in the process (an `asyncio.run`) replaced or cleared the thread's loop.
