@@ -45,6 +45,7 @@ from bench_server import (
     WrkResult,
     base_env,
     environment,
+    finish,
     free_port,
     http_get,
     run_wrk,
@@ -522,21 +523,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def measure_all() -> dict[str, object]:
         check_prerequisites(args)
-        report = run(args)
-    except BenchError as exc:
-        print(f"bench_diffusion: {exc}", file=sys.stderr)
-        return 2
-    print(render(report))
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"figures written to {args.json}")
-    if not report["valid"]:
-        return 1
-    if args.fail_on_miss and report["verdict"] == "MISS":
-        return 3
-    return 0
+        return run(args)
+
+    return finish("bench_diffusion", args, measure_all, render)
 
 
 if __name__ == "__main__":

@@ -571,15 +571,19 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         return build_report(rounds, mean_size, images_note, real.log_path, args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def finish(
+    name: str,
+    args: argparse.Namespace,
+    measure_all: Callable[[], dict[str, object]],
+    show: Callable[[dict[str, object]], str],
+) -> int:
+    """Run, print and save a benchmark; the exit status every benchmark here shares (see README)."""
     try:
-        check_prerequisites(args)
-        report = run(args)
+        report = measure_all()
     except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
-    print(render(report))
+    print(show(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"figures written to {args.json}")
@@ -588,6 +592,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fail_on_miss and report["verdict"] == "MISS":
         return 3
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def measure_all() -> dict[str, object]:
+        check_prerequisites(args)
+        return run(args)
+
+    return finish("bench", args, measure_all, render)
 
 
 if __name__ == "__main__":
