@@ -178,6 +178,9 @@ class CreatureService:
             seed=seed,
             name_source=name.source,
         )
+        elapsed = time.perf_counter() - began
+        self._metrics.generation(image.source, elapsed)
+        self._metrics.name_served(name.source)
         details: dict[str, object] = {
             "id": creature.id,
             "name": creature.name,
@@ -185,10 +188,8 @@ class CreatureService:
             "seed": seed,
             "imageBackend": image.source,
             "nameSource": name.source,
-            "duration_ms": round((time.perf_counter() - began) * 1000, 3),
+            "duration_ms": round(elapsed * 1000, 3),
         }
-        self._metrics.generation(image.source, time.perf_counter() - began)
-        self._metrics.name_served(name.source)
         if self._log_image_b64:
             details["imageBase64"] = image.base64_png.decode("ascii")
         log.info("generate.success", **details)

@@ -1,4 +1,4 @@
-"""The FastAPI app: routes, admission (auth, then rate limit), error mapping and the OpenAPI contract."""
+"""The FastAPI app: routes, error mapping, the OpenAPI contract, and the wiring of middleware and hot path."""
 
 from __future__ import annotations
 
