@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from core.metrics import NullMetrics, PowertoolsMetrics, PrometheusMetrics, route_label
+from core.metrics import PowertoolsMetrics, PrometheusMetrics, route_label
 from tests.conftest import ServerFactory
 
 
@@ -74,15 +74,6 @@ def test_powertools_metrics_write_embedded_metric_format(capsys: pytest.CaptureF
     } <= names
     assert document["Status2xx"] in (1.0, [1.0]) and document["service"] == "pokemon"
     assert document["BatchSize"] in (4.0, [4.0])
-
-
-def test_the_null_sink_accepts_everything() -> None:
-    sink = NullMetrics()
-    sink.request("/health", 200, 0.1)
-    sink.generation("files", 0.1)
-    sink.name_served("local")
-    sink.rate_limited()
-    sink.batch(1)
 
 
 def test_prometheus_sink_in_isolation() -> None:
