@@ -1,0 +1,179 @@
+"""The `pokemon` command line, run as users run it: a child process, in-process or against a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO, SHIPPED_IMAGES, ServerFactory, clean_environment
+
+CONTRACT_KEYS = {"imageBase64", "metadata", "generatedAt"}
+METADATA_KEYS = {"id", "name", "rarity", "seed", "nameSource", "imageSource"}
+RARITIES = ("F", "E", "D", "C", "B", "A", "S", "S+")
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m handlers.cli ARGS` with only the settings given here (plus the shipped images)."""
+    environment = clean_environment(POKEMON_IMAGES_DIR=str(SHIPPED_IMAGES), **env)
+    # POKEMON_TOKEN is ours too but not a server setting, so clean_environment's prefixes already drop it.
+    return subprocess.run(
+        [sys.executable, "-m", "handlers.cli", *args],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------ in-process
+
+
+def test_generate_in_process_prints_a_summary() -> None:
+    result = run_cli("generate", "--seed", "42")
+    assert result.returncode == 0, result.stderr
+    assert "pkm_" in result.stdout
+    assert "seed     42" in result.stdout
+    assert "name=local image=files" in result.stdout
+
+
+def test_generate_in_process_json_and_png(tmp_path: Path) -> None:
+    out = tmp_path / "nested" / "creature.png"
+    result = run_cli("generate", "--json", "--seed", "7", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)  # stdout is exactly one JSON document
+    assert set(payload) == CONTRACT_KEYS
+    assert set(payload["metadata"]) == METADATA_KEYS
+    assert payload["metadata"]["seed"] == 7
+    assert payload["metadata"]["rarity"] in RARITIES
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+        image.verify()
+
+
+def test_generate_seed_is_reproducible_across_runs() -> None:
+    first, second = (json.loads(run_cli("generate", "--json", "--seed", "12345").stdout) for _ in range(2))
+    assert first["metadata"]["name"] == second["metadata"]["name"]
+    assert first["metadata"]["rarity"] == second["metadata"]["rarity"]
+    assert first["imageBase64"] == second["imageBase64"]
+    assert first["metadata"]["id"] != second["metadata"]["id"]  # ids stay fresh on every call
+
+
+def test_batch_in_process(tmp_path: Path) -> None:
+    result = run_cli("batch", "-n", "5", "--out", str(tmp_path / "batch"), "--seed-start", "100")
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "batch").glob("*.png"))) == 5
+    assert "5 created, 0 failed" in result.stdout
+
+
+def test_bad_setting_exits_2_with_one_line() -> None:
+    line = assert_one_line_error(run_cli("generate", POKEMON_MAX_INDEX="-1"), 2)
+    assert "POKEMON_MAX_INDEX" in line
+
+
+def test_bad_arguments_exit_2_with_one_line() -> None:
+    assert "--seed" in assert_one_line_error(run_cli("generate", "--seed", "-5"), 2)
+    assert "--url" in assert_one_line_error(run_cli("generate", "--token", "t"), 2)
+
+
+@pytest.mark.parametrize("command", [[], ["generate"], ["batch"], ["serve"], ["certs"]])
+def test_help_everywhere(command: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+
+
+def test_certs_writes_cert_and_key(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c" / "cert.pem", tmp_path / "c" / "key.pem"
+    args = ("certs", "--cert", str(cert), "--key", str(key), "--host", "localhost")
+    assert run_cli(*args).returncode == 0
+    assert cert.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" in key.read_text()
+    assert run_cli(*args).returncode == 1  # refuses to overwrite ...
+    assert run_cli(*args, "--force").returncode == 0  # ... unless told to
+
+
+# ------------------------------------------------------------------------------------------ remote
+
+
+def test_unreachable_url_exits_1_with_one_line() -> None:
+    from tests.conftest import free_port
+
+    line = assert_one_line_error(run_cli("generate", "--url", f"http://127.0.0.1:{free_port()}"), 1)
+    assert "cannot connect" in line
+
+
+def test_generate_against_a_tls_server(server_factory: ServerFactory, tmp_path: Path) -> None:
+    server = server_factory({"POKEMON_RATE_LIMIT_PER_MIN": "0"}, tls=True)
+    out = tmp_path / "remote.png"
+    result = run_cli("generate", "--url", server.base_url, "--insecure", "--json", "--seed", "42", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    remote = json.loads(result.stdout)
+    assert set(remote) == CONTRACT_KEYS
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+    # Server and in-process mode run the same code: the same seed gives the same creature.
+    local = json.loads(run_cli("generate", "--json", "--seed", "42").stdout)
+    assert (remote["metadata"]["name"], remote["metadata"]["rarity"]) == (
+        local["metadata"]["name"],
+        local["metadata"]["rarity"],
+    )
+    # Without --insecure the self-signed certificate is refused, with a hint.
+    line = assert_one_line_error(run_cli("generate", "--url", server.base_url), 1)
+    assert "--insecure" in line
+
+
+def test_auth_against_a_server(server_factory: ServerFactory) -> None:
+    server = server_factory({"POKEMON_BEARER_TOKEN": "s3cret", "POKEMON_RATE_LIMIT_PER_MIN": "0"})
+    line = assert_one_line_error(run_cli("generate", "--url", server.base_url), 1)
+    assert "A bearer token is required." in line
+    assert "UNAUTHORIZED" in line
+    line = assert_one_line_error(run_cli("generate", "--url", server.base_url, "--token", "wrong"), 1)
+    assert "invalid" in line
+    assert run_cli("generate", "--url", server.base_url, "--token", "s3cret").returncode == 0
+    assert run_cli("generate", "--url", server.base_url, POKEMON_TOKEN="s3cret").returncode == 0
+
+
+def test_batch_against_a_server(server_factory: ServerFactory, tmp_path: Path) -> None:
+    server = server_factory({"POKEMON_RATE_LIMIT_PER_MIN": "0"})
+    out = tmp_path / "batch"
+    result = run_cli("batch", "-n", "12", "--concurrency", "4", "--out", str(out), "--url", server.base_url)
+    assert result.returncode == 0, result.stderr
+    pngs, sidecars = sorted(out.glob("*.png")), sorted(out.glob("*.json"))
+    assert len(pngs) == 12
+    assert [path.stem for path in pngs] == [path.stem for path in sidecars]
+    sidecar = json.loads(sidecars[0].read_text())
+    assert set(sidecar) == {"metadata", "generatedAt"}
+    assert sidecar["metadata"]["id"] == sidecars[0].stem
+    assert "12 created, 0 failed" in result.stdout
+    rarity_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("rarity"))
+    counts = rarity_line.split()[1:]
+    assert counts[::2] == list(RARITIES)  # every tier, F to S+, in order
+    assert sum(int(count) for count in counts[1::2]) == 12
+    assert "creatures/s" in result.stdout
+
+
+def test_rate_limited_batch_reports_failures(server_factory: ServerFactory, tmp_path: Path) -> None:
+    server = server_factory({"POKEMON_RATE_LIMIT_PER_MIN": "3"})
+    out = tmp_path / "batch"
+    result = run_cli("batch", "-n", "8", "--concurrency", "2", "--out", str(out), "--url", server.base_url)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "3 created, 5 failed" in result.stdout
+    assert "RATE_LIMITED" in result.stderr
+    assert "Retry-After" in result.stderr
+    assert len(list(out.glob("*.png"))) == 3
