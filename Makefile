@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 # Pinned: an unpinned torch resolves to a multi-GB CUDA build. 2.13.0's CPU wheel is what the tests need.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test lint install install-dev certs bench clean
+.PHONY: run test lint install install-dev chromium certs bench clean
+# apt-get needs root: as another user, sudo does it.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +42,12 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The web page's tests drive Debian's Chromium through Playwright (Playwright's own browser download
+# cannot be used here).
+chromium:
+	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
+
+test: lint chromium
 	$(BIN)/python -m pytest
 
 bench: install-dev

@@ -25,6 +25,7 @@ from handlers.context import AppContext
 from handlers.endpoint import GenerateEndpoint, GenerateRouteMiddleware
 from handlers.errors import ApiError, ErrorBody, describe_error, error_response
 from handlers.middleware import RequestContextMiddleware
+from handlers.webpage import add_web_page
 
 VERSION = "1.3.0"
 
@@ -254,6 +255,7 @@ def create_app(
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    add_web_page(app)
     if hot_path:
         app.add_middleware(GenerateRouteMiddleware, endpoint=app.state.generate_endpoint)
     app.add_middleware(  # added last, so outermost: it sees every request, the hot path included
