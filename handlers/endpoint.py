@@ -18,7 +18,7 @@ from core.errors import GenerationFailed, ServiceUnavailable
 from core.telemetry import log
 from handlers.context import AppContext
 from handlers.errors import ApiError, error_body
-from handlers.middleware import client_address
+from handlers.middleware import client_address, header_value
 
 PATH = "/v1/generate"
 SEED_RULE = "seed must be an integer with 0 ≤ seed < 2^63, in plain decimal digits"
@@ -45,13 +45,6 @@ def _query_value(query_string: bytes, name: str) -> str | None:
     return value
 
 
-def _header(headers: RawHeaders, name: bytes) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 def _raw(headers: dict[str, str]) -> RawHeaders:
     return [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()]
 
@@ -67,7 +60,7 @@ class GenerateEndpoint:
         client = client_address(scope)
         try:
             if context.auth.enabled:
-                context.authenticate(_header(scope["headers"], b"authorization"), client)
+                context.authenticate(header_value(scope["headers"], b"authorization"), client)
             seed = parse_seed(_query_value(scope["query_string"], "seed"))
             rate_headers = await context.take_token(client)
             creature = await context.service.generate(seed)

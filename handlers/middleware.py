@@ -26,7 +26,8 @@ MAX_LOGGED_BODY = 4096
 _request_ids = random.Random(secrets.randbits(128))
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of a (lower-case) header in an ASGI scope's raw headers."""
     for key, value in headers:
         if key == name:
             return value.decode("latin-1")
@@ -68,7 +69,7 @@ class RequestContextMiddleware:
         peer = scope.get("client")
         forwarded = xff = None
         if self.resolver.trusts_proxies:
-            forwarded, xff = _header(headers, b"forwarded"), _header(headers, b"x-forwarded-for")
+            forwarded, xff = header_value(headers, b"forwarded"), header_value(headers, b"x-forwarded-for")
         client = self.resolver.resolve(peer[0] if peer else None, forwarded, xff)
         state = scope.setdefault("state", {})
         state["client_address"] = client
