@@ -43,7 +43,6 @@ def error_response(status_code: int, code: str, message: str, headers: Mapping[s
 
 def describe_error(status_code: int) -> str:
     return {
-        400: "The request is malformed.",
         401: "A valid bearer token is required.",
         422: "A query parameter has a value outside what is allowed.",
         429: "Too many requests from this client; wait `Retry-After` seconds.",
