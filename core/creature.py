@@ -18,6 +18,16 @@ ID_LENGTH = 12
 MAX_SEED = 2**63  # exclusive: seeds are 0 ≤ seed < 2^63
 
 
+SEED_RULE = "seed must be an integer with 0 ≤ seed < 2^63, in plain decimal digits"
+
+
+def parse_seed(text: str) -> int:
+    """A seed written in plain decimal digits; "+5", "1_000" or "1.0" are refused rather than guessed at."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= MAX_SEED:
+        raise ValueError(SEED_RULE)
+    return int(text)
+
+
 class Rarity(StrEnum):
     """Tiers from the most common (F) to the rarest (S+)."""
 

@@ -18,11 +18,12 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
 import httpx
 
+from core.creature import MAX_SEED, parse_seed
+
 if TYPE_CHECKING:
     from core.service import CreatureService
 
 PROG = "pokemon"
-MAX_SEED = 2**63  # exclusive, as in core.creature; repeated so `--help` does not import the service
 RARITY_ORDER = ("F", "E", "D", "C", "B", "A", "S", "S+")
 GENERATE_PATH = "/v1/generate"
 # Statuses that will fail every request of a batch the same way: stop sending rather than repeat them.
@@ -408,13 +409,11 @@ def _certs(args: argparse.Namespace) -> int:
 
 
 def _seed(text: str) -> int:
+    # The API's own rule, so that a seed the CLI accepts is one the server accepts too.
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value < MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be 0 <= seed < 2^63, got {value}")
-    return value
+        return parse_seed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> int:

@@ -13,7 +13,8 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.creature import MAX_SEED
+from core.creature import SEED_RULE
+from core.creature import parse_seed as creature_seed
 from core.errors import GenerationFailed, ServiceUnavailable
 from core.telemetry import log
 from handlers.context import AppContext
@@ -21,18 +22,18 @@ from handlers.errors import ApiError, error_body
 from handlers.middleware import client_address, header_value
 
 PATH = "/v1/generate"
-SEED_RULE = "seed must be an integer with 0 ≤ seed < 2^63, in plain decimal digits"
 RawHeaders = list[tuple[bytes, bytes]]
 _JSON = (b"content-type", b"application/json")
 
 
 def parse_seed(raw: str | None) -> int | None:
-    """`?seed=` in plain decimal digits; "+5", "1_000" or "1.0" are refused rather than guessed at."""
+    """`?seed=`, absent or in plain decimal digits (`core.creature.parse_seed`); anything else is a 422."""
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) >= MAX_SEED:
-        raise ApiError(422, "INVALID_REQUEST", SEED_RULE)
-    return int(raw)
+    try:
+        return creature_seed(raw)
+    except ValueError:
+        raise ApiError(422, "INVALID_REQUEST", SEED_RULE) from None
 
 
 def _query_value(query_string: bytes, name: str) -> str | None:
