@@ -273,11 +273,13 @@ def test_https_when_certificates_exist(server_factory: ServerFactory) -> None:
     assert "startup.tls_disabled" not in server.log_path.read_text()
 
 
-def test_sigterm_shuts_down_gracefully(server_factory: ServerFactory) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_shuts_down_gracefully(server_factory: ServerFactory, sig: signal.Signals) -> None:
     server = server_factory()
     with server.client() as client:
         assert client.get("/v1/generate").status_code == 200
-    assert server.stop(signal.SIGTERM) == 0
+    assert server.stop(sig) == 0
+    assert "Traceback" not in server.log_path.read_text()
     events = [json.loads(line)["message"] for line in server.log_lines()]
     assert "shutdown.complete" in events
     assert events.index("shutdown.complete") < events.index("Application shutdown complete.")
