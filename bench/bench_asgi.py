@@ -27,8 +27,8 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 import bare_app  # noqa: E402
 
 from core.config import load_settings  # noqa: E402
-from core.metrics import PrometheusMetrics, use_metrics  # noqa: E402
-from core.telemetry import configure_logging  # noqa: E402
+from core.eventlog import configure_logging  # noqa: E402
+from core.metrics import PrometheusMetrics  # noqa: E402
 from handlers.api import create_app  # noqa: E402
 
 Message = dict[str, Any]
@@ -88,8 +88,7 @@ async def measure(overrides: dict[str, Any], rounds: int, requests: int) -> tupl
     settings = load_settings(**{"images_dir": REPO / "pokemon", "rate_limit_per_min": 10**9, **overrides})
     # Lines are formatted as in production and handed to the writer thread, which writes them nowhere.
     configure_logging(level=settings.log_level, stream=open_sink())
-    use_metrics(PrometheusMetrics())  # as handlers.server does
-    real = create_app(settings)
+    real = create_app(settings, metrics=PrometheusMetrics())  # as handlers.server does
     await real.state.context.service.start()
     bodies = {await one_response(real) for _ in range(200)}  # one per image, as the wrk benchmark does
     bare = bare_app.create_app(sorted(bodies))

@@ -267,13 +267,15 @@ def time_pipeline(runs: int, warmup_runs: int, batch: int, batch_runs: int) -> d
     """(i): load through the service's loader (settings from the environment) and time `DiffusionRunner`."""
     import torch
 
+    from core import wiring
     from core.config import load_settings
     from core.creature import Rarity
     from core.images.diffusion import DiffusionRunner, ImageJob, build_prompt, load_pipeline
 
     settings = load_settings()
+    options = wiring.pipeline_options(settings)
     began = time.perf_counter()
-    pipeline = load_pipeline(settings)
+    pipeline = load_pipeline(options)
     load_s = time.perf_counter() - began
     cuda = pipeline.device.type == "cuda"
 
@@ -282,7 +284,7 @@ def time_pipeline(runs: int, warmup_runs: int, batch: int, batch_runs: int) -> d
             torch.cuda.synchronize()
 
     timed = TimedPipeline(pipeline, synchronize)
-    runner = DiffusionRunner(timed, settings)
+    runner = DiffusionRunner(timed, options)
     rarities = list(Rarity)
 
     def jobs(count: int, first_seed: int) -> list[ImageJob]:

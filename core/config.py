@@ -1,6 +1,8 @@
 """Every setting of the service, typed and validated once at start-up.
 
-Names and defaults follow the product description (`POKEMON_*`, `SDXL_*`, `OPENAI_*`, `LOG_*`).
+Names and defaults follow the product description (`POKEMON_*`, `SDXL_*`, `OPENAI_*`, `LOG_*`). Only the
+composition root (`core/wiring.py`) and the entry points read `Settings`; everything they build takes plain
+arguments.
 A bad value raises `ConfigError`, whose one-line message names the variable, the value and what is
 allowed; the entry points print that line and exit non-zero instead of showing a traceback.
 """
@@ -17,6 +19,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.creature import Rarity
+from core.errors import ConfigError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -38,28 +41,6 @@ DEFAULT_PROMPT_TEMPLATE = (
 PROMPT_FIELDS = frozenset({"name", "rarity", "rarity_look"})
 
 _LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
-
-
-class ConfigError(Exception):
-    """A setting has a value the service cannot run with.
-
-    Not a ValueError on purpose: pydantic would swallow it into a ValidationError.
-    """
-
-    def __init__(self, variable: str, value: object, allowed: str) -> None:
-        self.variable = variable
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"invalid setting {variable}={_shown(variable, value)}: {allowed}")
-
-
-SECRET_VARIABLES = frozenset({"POKEMON_BEARER_TOKEN", "OPENAI_API_KEY"})
-
-
-def _shown(variable: str, value: object) -> str:
-    if variable in SECRET_VARIABLES:
-        return "'***'"
-    return repr(value if not isinstance(value, SecretStr) else "***")
 
 
 def _alias(*names: str) -> Any:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from core.errors import InvalidRequest
 from core.jsonfast import compact_json
 
 ID_PREFIX = "pkm_"
@@ -22,9 +23,10 @@ SEED_RULE = "seed must be an integer with 0 ≤ seed < 2^63, in plain decimal di
 
 
 def parse_seed(text: str) -> int:
-    """A seed written in plain decimal digits; "+5", "1_000" or "1.0" are refused rather than guessed at."""
+    """A seed written in plain decimal digits; "+5", "1_000" or "1.0" are refused (`InvalidRequest`, a
+    ValueError) rather than guessed at."""
     if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= MAX_SEED:
-        raise ValueError(SEED_RULE)
+        raise InvalidRequest(SEED_RULE)
     return int(text)
 
 
@@ -41,7 +43,9 @@ class Rarity(StrEnum):
     S_PLUS = "S+"
 
 
-class NameSourceKind(StrEnum):
+class NameOrigin(StrEnum):
+    """Where a creature's name came from: the embedded generator or the model (`metadata.nameSource`)."""
+
     LOCAL = "local"
     REMOTE = "remote"
 
@@ -112,7 +116,7 @@ class EncodedImage:
     base64_png: bytes
     width: int
     height: int
-    source: str
+    backend: str  # the image backend that made it: `files`, `sdxl`
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +127,7 @@ class Creature:
     image: EncodedImage
     generated_at: str
     seed: int
-    name_source: NameSourceKind
+    name_origin: NameOrigin
     extra: dict[str, object] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, object]:
@@ -132,8 +136,8 @@ class Creature:
             "name": self.name,
             "rarity": self.rarity,  # StrEnums encode as their text; `.value` is a slow descriptor
             "seed": self.seed,
-            "nameSource": self.name_source,
-            "imageSource": self.image.source,
+            "nameSource": self.name_origin,
+            "imageSource": self.image.backend,
             **self.extra,
         }
 

@@ -2,6 +2,8 @@
 
 The server exports Prometheus text at `/metrics` (`PrometheusMetrics`); Lambda writes CloudWatch EMF
 through Powertools (`PowertoolsMetrics`, flushed per invocation); tests and tools run with `NullMetrics`.
+The sink is chosen by the entry point and handed to what records into it (the service, the middleware,
+the image backend): nothing looks it up from a global, so nothing depends on import or build order.
 Label values are bounded (routes are the service's own, statuses are HTTP codes), so no caller can grow
 the series without limit.
 """
@@ -157,17 +159,3 @@ class PowertoolsMetrics:
         """Write this invocation's metrics as one EMF line (nothing at all when none were recorded)."""
         if self.client.metric_set:
             self.client.flush_metrics()
-
-
-_current: Metrics = NullMetrics()
-
-
-def use_metrics(sink: Metrics) -> Metrics:
-    """Install the process-wide sink (the entry point chooses it); returns it."""
-    global _current
-    _current = sink
-    return sink
-
-
-def metrics() -> Metrics:
-    return _current

@@ -1,4 +1,8 @@
-"""The creature generator: composes a name, a rarity and an image for each call."""
+"""The creature generator: composes a name, a rarity and an image for each call.
+
+It is handed its sources ready-made (`core/wiring.py` builds them from the settings) and knows nothing of
+HTTP, Lambda or the settings: handlers call `generate()`, `health()`, `warmup()`.
+"""
 
 from __future__ import annotations
 
@@ -7,63 +11,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core import streams
-from core.breaker import BreakerState, CircuitBreaker
-from core.config import Settings
+from core import draws
 from core.creature import Creature, new_creature_id, new_seed, utc_timestamp
-from core.errors import GenerationFailed, ServiceUnavailable
+from core.errors import GenerationFailed, PokemonError
+from core.eventlog import log
 from core.health import ComponentHealth, HealthStatus
 from core.images.base import ImageRequest, ImageSource
-from core.images.files import FilesImages
-from core.metrics import Metrics
-from core.metrics import metrics as current_metrics
+from core.metrics import Metrics, NullMetrics
 from core.names.base import NameSource
-from core.names.client import OpenAINameClient
-from core.names.embedded import LocalNames
-from core.names.remote import RemoteNames
 from core.rarity import RarityTable
-from core.telemetry import log
-
-
-def _log_breaker(previous: BreakerState, current: BreakerState) -> None:
-    log.warning("remote_name.breaker", previous=previous, state=current)
-
-
-def build_name_source(settings: Settings) -> NameSource:
-    if settings.name_backend == "local":
-        return LocalNames()
-    client = OpenAINameClient(
-        base_url=settings.openai_base_url,
-        model=settings.openai_model,
-        api_key=settings.openai_api_key,
-        timeout=settings.openai_timeout,
-        max_tokens=settings.openai_max_tokens,
-        temperature=settings.openai_temperature,
-        language=settings.name_language,
-        log_content=settings.log_remote_content,
-    )
-    breaker = CircuitBreaker(
-        failure_threshold=settings.name_breaker_failures,
-        cooldown=settings.name_breaker_cooldown,
-        on_change=_log_breaker,
-    )
-    return RemoteNames(
-        client,
-        breaker=breaker,
-        pool_size=settings.name_pool_size,
-        concurrency=settings.name_concurrency,
-        wait=settings.name_wait_ms / 1000,
-    )
-
-
-def build_image_source(settings: Settings) -> ImageSource:
-    files = FilesImages.from_settings(settings)  # checked even for sdxl: it is the fallback
-    if settings.generation_backend == "files":
-        return files
-    # Imported here only: torch and diffusers must cost nothing unless this backend is chosen.
-    from core.images.diffusion import DiffusionImages
-
-    return DiffusionImages(settings, files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,19 +66,9 @@ class CreatureService:
         self._clock = clock
         self._new_id = new_id
         self._log_image_b64 = log_image_b64
-        self._metrics = metrics or current_metrics()
+        self._metrics = metrics or NullMetrics()
         self._started = False
         self._start_lock = asyncio.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CreatureService:
-        """Build and check every backend; a bad setting or image raises `ConfigError`."""
-        return cls(
-            names=build_name_source(settings),
-            images=build_image_source(settings),
-            rarity=RarityTable(settings.rarity_weights),
-            log_image_b64=settings.log_image_b64,
-        )
 
     @property
     def image_backend(self) -> str:
@@ -162,9 +108,9 @@ class CreatureService:
         seed = new_seed() if seed is None else seed
         try:
             name = await self._names.name_for(seed, reproducible=reproducible)
-            rarity = self._rarity.at(streams.unit(seed, b"rarity"))
+            rarity = self._rarity.at(draws.unit(seed, b"rarity"))
             image = await self._images.render(ImageRequest(seed=seed, name=name.value, rarity=rarity))
-        except (GenerationFailed, ServiceUnavailable):
+        except PokemonError:
             raise
         except Exception as exc:
             log.error("generate.failed", seed=seed, error=type(exc).__name__)
@@ -176,18 +122,18 @@ class CreatureService:
             image=image,
             generated_at=utc_timestamp(self._clock()),
             seed=seed,
-            name_source=name.source,
+            name_origin=name.origin,
         )
         elapsed = time.perf_counter() - began
-        self._metrics.generation(image.source, elapsed)
-        self._metrics.name_served(name.source)
+        self._metrics.generation(image.backend, elapsed)
+        self._metrics.name_served(name.origin)
         details: dict[str, object] = {
             "id": creature.id,
             "name": creature.name,
             "rarity": creature.rarity,
             "seed": seed,
-            "imageBackend": image.source,
-            "nameSource": name.source,
+            "imageBackend": image.backend,
+            "nameSource": name.origin,
             "duration_ms": round(elapsed * 1000, 3),
         }
         if self._log_image_b64:

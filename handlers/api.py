@@ -13,17 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from core.auth import BearerAuth
-from core.clientaddr import ClientAddressResolver
+from core import wiring
 from core.config import Settings, get_settings
 from core.creature import MAX_SEED, Rarity
-from core.metrics import PrometheusMetrics, metrics
-from core.ratelimit import build_rate_limiter
+from core.errors import InvalidRequest, PokemonError
+from core.eventlog import flush_logs, log
+from core.metrics import Metrics, PrometheusMetrics
 from core.service import CreatureService
-from core.telemetry import flush_logs, log
 from handlers.context import AppContext
 from handlers.endpoint import GenerateEndpoint, GenerateRouteMiddleware
-from handlers.errors import ApiError, ErrorBody, describe_error, error_response
+from handlers.errors import STATUS_DESCRIPTIONS, ApiError, ErrorBody, answer_for
 from handlers.middleware import RequestContextMiddleware
 from handlers.webpage import add_web_page
 
@@ -74,7 +73,7 @@ _RATE_HEADERS = {
 
 
 def _error_doc(status_code: int, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    doc: dict[str, Any] = {"model": ErrorBody, "description": describe_error(status_code)}
+    doc: dict[str, Any] = {"model": ErrorBody, "description": STATUS_DESCRIPTIONS[status_code]}
     if headers:
         doc["headers"] = headers
     return doc
@@ -121,7 +120,7 @@ async def generate(request: Request) -> Response:
 
 
 async def prometheus(request: Request) -> Response:
-    sink = metrics()
+    sink = context_of(request).metrics
     assert isinstance(sink, PrometheusMetrics)
     body, content_type = sink.exposition()
     return Response(body, media_type=content_type)
@@ -137,12 +136,14 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": False}, status_code=503, headers={"Retry-After": "1"})
 
 
-# --- Error mapping: every error is `{"error": {"code", "message"}}`, never a stack trace ---
+# --- Errors: FastAPI's own exceptions go through the one table too (handlers/errors.py) ---
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+async def _mapped_error(request: Request, exc: Exception) -> Response:
+    answer = answer_for(exc)
+    if isinstance(exc, StarletteHTTPException):
+        log.info("http.error", path=request.url.path, status=exc.status_code)
+    return answer.response()
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -157,15 +158,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     message = _describe_validation(exc)
     log.info("request.invalid", path=request.url.path, reason=message)
-    return error_response(422, "INVALID_REQUEST", message)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-    message = {404: "No such route.", 405: "Method not allowed on this route."}.get(exc.status_code, "Request failed.")
-    log.info("http.error", path=request.url.path, status=exc.status_code)
-    return error_response(exc.status_code, code, message, exc.headers)
+    return answer_for(InvalidRequest(message)).response()
 
 
 # --- The app ---
@@ -187,16 +180,22 @@ def _with_bearer_security(app: FastAPI) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, service: CreatureService | None = None, hot_path: bool = True
+    settings: Settings | None = None,
+    *,
+    metrics: Metrics | None = None,
+    service: CreatureService | None = None,
+    hot_path: bool = True,
 ) -> FastAPI:
     """Build the app; with no arguments it reads the environment and checks every backend.
 
-    `hot_path=False` leaves `GET /v1/generate` to FastAPI's router (for comparisons and tests).
+    `metrics` is the sink the entry point chose (Prometheus in the server, EMF on Lambda; none by default);
+    `service` replaces the one the settings describe (tests); `hot_path=False` leaves `GET /v1/generate`
+    to FastAPI's router (for comparisons and tests).
     """
     settings = settings or get_settings()
-    service = service or CreatureService.from_settings(settings)
-    limiter = build_rate_limiter(settings)
-    context = AppContext(service=service, auth=BearerAuth(settings.bearer_token), limiter=limiter)
+    parts = wiring.build(settings, metrics=metrics, service=service)
+    service = parts.service
+    context = AppContext(service=service, auth=parts.auth, limiter=parts.limiter, metrics=parts.metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -248,19 +247,19 @@ def create_app(
         summary="Readiness: 503 until warm-up is done",
         tags=["health"],
     )
-    sink = metrics()
-    if isinstance(sink, PrometheusMetrics):
-        sink.watch_queue(service.queue_depth)
+    if isinstance(parts.metrics, PrometheusMetrics):
+        parts.metrics.watch_queue(service.queue_depth)
         app.add_api_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
-    app.add_exception_handler(ApiError, _api_error)
+    for mapped in (PokemonError, ApiError, StarletteHTTPException):
+        app.add_exception_handler(mapped, _mapped_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
     add_web_page(app)
     if hot_path:
         app.add_middleware(GenerateRouteMiddleware, endpoint=app.state.generate_endpoint)
     app.add_middleware(  # added last, so outermost: it sees every request, the hot path included
         RequestContextMiddleware,
-        resolver=ClientAddressResolver(settings.trusted_proxies),
+        resolver=parts.client_addresses,
+        metrics=parts.metrics,
         log_request_body=settings.log_request_body,
     )
     if context.auth.enabled:

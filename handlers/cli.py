@@ -165,9 +165,10 @@ class LocalSource:
 
     def __init__(self) -> None:
         # Imported here: `pokemon --help` and the remote commands should not pay for the backends.
-        from core.config import ConfigError, load_settings
-        from core.service import CreatureService
-        from core.telemetry import configure_logging
+        from core import wiring
+        from core.config import load_settings
+        from core.errors import ConfigError
+        from core.eventlog import configure_logging
 
         try:
             settings = load_settings()
@@ -175,13 +176,12 @@ class LocalSource:
             # per-creature INFO lines would drown a batch's output, so a CLI run shows warnings and up.
             level = settings.log_level if "LOG_LEVEL" in os.environ else "WARNING"
             configure_logging(level=level, json_lines=settings.log_json, stream=sys.stderr, background=False)
-            self._service: CreatureService = CreatureService.from_settings(settings)
+            self._service: CreatureService = wiring.build_service(settings)
         except ConfigError as exc:
             raise CliError(str(exc), exit_code=2) from None
 
     async def generate(self, seed: int | None) -> Generated:
-        from core.config import ConfigError
-        from core.errors import GenerationFailed, ServiceUnavailable
+        from core.errors import ConfigError, GenerationFailed, ServiceUnavailable
 
         try:
             creature = await self._service.generate(seed)

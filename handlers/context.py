@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.auth import AuthOutcome, BearerAuth
-from core.metrics import metrics
+from core.errors import RateLimited, Unauthorized
+from core.eventlog import log
+from core.metrics import Metrics
 from core.ratelimit import RateLimiter
 from core.service import CreatureService
-from core.telemetry import log
-from handlers.errors import ApiError
-
-REALM = 'Bearer realm="pokemon"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,26 +17,24 @@ class AppContext:
     service: CreatureService
     auth: BearerAuth
     limiter: RateLimiter | None
+    metrics: Metrics
 
     def authenticate(self, authorization: str | None, client: str) -> None:
-        """Raise 401 unless the bearer token is right (or auth is off)."""
+        """Raise `Unauthorized` unless the bearer token is right (or auth is off)."""
         outcome = self.auth.check(authorization)
         if outcome is AuthOutcome.ALLOWED:
             return
-        invalid = outcome is AuthOutcome.INVALID
         log.info("auth.rejected", reason=outcome.value, client=client)
-        challenge = REALM + (', error="invalid_token"' if invalid else "")
-        message = "The bearer token is invalid." if invalid else "A bearer token is required."
-        raise ApiError(401, "UNAUTHORIZED", message, {"WWW-Authenticate": challenge})
+        raise Unauthorized(invalid=outcome is AuthOutcome.INVALID)
 
     async def take_token(self, client: str) -> dict[str, str]:
-        """Spend one of `client`'s tokens; returns the `RateLimit-*` headers, or raises 429."""
+        """Spend one of `client`'s tokens; returns the `RateLimit-*` headers, or raises `RateLimited`."""
         if self.limiter is None:
             return {}
         decision = await self.limiter.acquire(client)
         headers = decision.headers()
         if not decision.allowed:
             log.info("rate_limit.rejected", client=client, retry_after=headers["Retry-After"])
-            metrics().rate_limited()
-            raise ApiError(429, "RATE_LIMITED", "Too many requests; retry later.", headers)
+            self.metrics.rate_limited()
+            raise RateLimited(decision)
         return headers

@@ -13,27 +13,20 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.creature import SEED_RULE
-from core.creature import parse_seed as creature_seed
-from core.errors import GenerationFailed, ServiceUnavailable
-from core.telemetry import log
+from core.creature import parse_seed
+from core.errors import InvalidRequest, PokemonError, ServiceUnavailable
+from core.eventlog import log
 from handlers.context import AppContext
-from handlers.errors import ApiError, error_body
+from handlers.errors import JSON_CONTENT_TYPE, RawHeaders, answer_for
 from handlers.middleware import client_address, header_value
 
 PATH = "/v1/generate"
-RawHeaders = list[tuple[bytes, bytes]]
-_JSON = (b"content-type", b"application/json")
 
 
-def parse_seed(raw: str | None) -> int | None:
-    """`?seed=`, absent or in plain decimal digits (`core.creature.parse_seed`); anything else is a 422."""
-    if raw is None:
-        return None
-    try:
-        return creature_seed(raw)
-    except ValueError:
-        raise ApiError(422, "INVALID_REQUEST", SEED_RULE) from None
+def seed_from_query(query_string: bytes) -> int | None:
+    """`?seed=`: absent, or plain decimal digits (`core.creature.parse_seed`); else `InvalidRequest`."""
+    raw = _query_value(query_string, "seed")
+    return None if raw is None else parse_seed(raw)
 
 
 def _query_value(query_string: bytes, name: str) -> str | None:
@@ -62,20 +55,17 @@ class GenerateEndpoint:
         try:
             if context.auth.enabled:
                 context.authenticate(header_value(scope["headers"], b"authorization"), client)
-            seed = parse_seed(_query_value(scope["query_string"], "seed"))
+            seed = seed_from_query(scope["query_string"])
             rate_headers = await context.take_token(client)
             creature = await context.service.generate(seed)
-        except ApiError as exc:
-            if exc.status_code == 422:
-                log.info("request.invalid", path=PATH, reason=exc.message)
-            return exc.status_code, [_JSON, *_raw(exc.headers)], error_body(exc.code, exc.message)
-        except GenerationFailed:
-            return 500, [_JSON], error_body("GENERATION_FAILED", "The creature could not be generated; please retry.")
-        except ServiceUnavailable as exc:
-            log.warning("service.unavailable", path=PATH, retry_after=exc.retry_after)
-            headers = [_JSON, (b"retry-after", str(exc.retry_after).encode())]
-            return 503, headers, error_body("SERVICE_UNAVAILABLE", str(exc))
-        headers = [_JSON, *_raw(rate_headers)] if rate_headers else [_JSON]
+        except PokemonError as exc:
+            if isinstance(exc, InvalidRequest):
+                log.info("request.invalid", path=PATH, reason=str(exc))
+            elif isinstance(exc, ServiceUnavailable):
+                log.warning("service.unavailable", path=PATH, retry_after=exc.retry_after)
+            answer = answer_for(exc)
+            return answer.status_code, answer.raw_headers(), answer.body()
+        headers = [JSON_CONTENT_TYPE, *_raw(rate_headers)] if rate_headers else [JSON_CONTENT_TYPE]
         return 200, headers, creature.to_json_bytes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

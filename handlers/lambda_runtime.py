@@ -26,14 +26,15 @@ from mangum.handlers import ALB
 from mangum.types import LambdaContext as MangumContext
 from mangum.types import Scope
 
-from core import telemetry
-from core.config import ConfigError, get_settings
-from core.metrics import PowertoolsMetrics, use_metrics
+from core import eventlog
+from core.config import get_settings
+from core.errors import ConfigError
+from core.eventlog import configure_logging, log, logger
+from core.metrics import PowertoolsMetrics
 from core.service import CreatureService
-from core.telemetry import configure_logging, log, logger
 from handlers.api import create_app
 from handlers.context import AppContext
-from handlers.errors import error_body
+from handlers.errors import MalformedEvent, UnsupportedEvent, answer_for
 
 # --- What Lambda hands a handler ---
 
@@ -202,12 +203,13 @@ def _shape(event: object) -> dict[str, object]:
     return {"type": type(event).__name__}
 
 
-def error_result(event: object, status: int, code: str, message: str) -> dict[str, Any]:
-    """A proxy-integration answer in the API's error shape, for events that never reach the app."""
-    headers = {"content-type": "application/json"}
+def error_result(event: object, error: Exception) -> dict[str, Any]:
+    """A proxy-integration answer in the API's error shape (`answer_for`), for events that never reach the app."""
+    answer = answer_for(error)
+    headers = {"content-type": "application/json", **{key.lower(): value for key, value in answer.headers.items()}}
     result: dict[str, Any] = {
-        "statusCode": status,
-        "body": error_body(code, message).decode(),
+        "statusCode": answer.status_code,
+        "body": answer.body().decode(),
         "isBase64Encoded": False,
     }
     if isinstance(event, Mapping) and is_alb(event) and "multiValueHeaders" in event:
@@ -284,9 +286,7 @@ class LambdaRuntime:
             configure_logging(json_lines=True, background=False)
             _route_mangum_logs()
             namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Pokemon")
-            # Before the app is built: its parts take the process-wide sink when they are made.
             self._metrics = PowertoolsMetrics(namespace)
-            use_metrics(self._metrics)
             self._loop = asyncio.new_event_loop()
         # Mangum runs every request on `asyncio.get_event_loop()`: make that ours on every invocation, in
         # case something in the process (an `asyncio.run`) replaced or cleared the thread's loop.
@@ -296,16 +296,14 @@ class LambdaRuntime:
     def _invoke_kind(self, event: object, context: LambdaContext, kind: EventKind, entry: EntryPoint) -> dict[str, Any]:
         if kind is EventKind.UNKNOWN:
             log.warning("lambda.unknown_event", entry=entry.name, event=_shape(event))
-            return error_result(event, 400, "UNSUPPORTED_EVENT", "This function cannot handle this kind of event.")
+            return error_result(event, UnsupportedEvent("This function cannot handle this kind of event."))
         if kind not in entry.accepts:
             log.warning("lambda.unsupported_event", entry=entry.name, kind=kind, accepts=sorted(entry.accepts))
-            return error_result(
-                event, 400, "UNSUPPORTED_EVENT", f"The {entry.name} function does not take {kind} events."
-            )
+            return error_result(event, UnsupportedEvent(f"The {entry.name} function does not take {kind} events."))
         booted = self._boot()
         if isinstance(booted, ConfigError):
             log.error("lambda.config_error", entry=entry.name, variable=booted.variable, error=str(booted))
-            return error_result(event, 500, "INTERNAL_ERROR", "The service is misconfigured; see its logs.")
+            return error_result(event, booted)
         if kind is EventKind.SCHEDULED:
             return self._warm_up(booted, entry)
         try:
@@ -316,7 +314,7 @@ class LambdaRuntime:
             # Whatever the app raises, Mangum answers with a 500 itself; what escapes is its reading of an
             # event that has an HTTP event's markers but not its fields (no `path`, `headers: null`...).
             log.warning("lambda.malformed_event", entry=entry.name, kind=kind, error=type(exc).__name__)
-            return error_result(event, 400, "MALFORMED_EVENT", f"This {kind} event lacks fields it needs.")
+            return error_result(event, MalformedEvent(f"This {kind} event lacks fields it needs."))
 
     def _boot(self) -> _Booted | ConfigError:
         if self._booted is not None:
@@ -325,7 +323,7 @@ class LambdaRuntime:
         try:
             settings = get_settings()
             configure_logging(level=settings.log_level, json_lines=True, background=False)
-            app = create_app(settings)
+            app = create_app(settings, metrics=self._metrics)
         except ConfigError as exc:
             # The environment cannot change until the function is redeployed: answer every invocation with
             # the same error instead of raising, which Lambda would meet with a crash-and-retry loop.
@@ -348,7 +346,7 @@ def _route_mangum_logs() -> None:
     # Mangum logs through the standard library; send its warnings and errors (a request that failed
     # outside the app) through the service's JSON handler rather than the root logger's plain text.
     mangum_logger = logging.getLogger("mangum")
-    mangum_logger.handlers = [telemetry.handler]
+    mangum_logger.handlers = [eventlog.handler]
     mangum_logger.propagate = False
     mangum_logger.setLevel(logging.WARNING)  # its INFO line per request repeats `http.response`
 

@@ -15,9 +15,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.clientaddr import ClientAddressResolver
-from core.metrics import metrics, route_label
-from core.telemetry import bind_context, log, unbind_context
-from handlers.errors import error_response
+from core.eventlog import bind_context, log, unbind_context
+from core.metrics import Metrics, NullMetrics, route_label
+from handlers.errors import answer_for
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -53,11 +53,18 @@ def client_address(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, resolver: ClientAddressResolver, log_request_body: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        resolver: ClientAddressResolver,
+        metrics: Metrics | None = None,
+        log_request_body: bool = False,
+    ) -> None:
         self.app = app
         self.resolver = resolver
         self.log_request_body = log_request_body
-        self.metrics = metrics()
+        self.metrics = metrics or NullMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,8 +112,7 @@ class RequestContextMiddleware:
                 log.error("http.unhandled", path=path, error=type(exc).__name__)
                 if started:
                     raise
-                response = error_response(500, "INTERNAL_ERROR", "Something went wrong; please retry.")
-                await response(scope, receive, send_with_id)
+                await answer_for(exc).response()(scope, receive, send_with_id)
             finally:
                 elapsed = time.perf_counter() - began
                 self.metrics.request(route_label(path), status, elapsed)

@@ -12,9 +12,10 @@ from types import FrameType
 
 import uvicorn
 
-from core.config import ConfigError, Settings, load_settings
-from core.metrics import PrometheusMetrics, use_metrics
-from core.telemetry import configure_logging, flush_logs, log
+from core.config import Settings, load_settings
+from core.errors import ConfigError
+from core.eventlog import configure_logging, flush_logs, log
+from core.metrics import PrometheusMetrics
 from handlers.api import create_app
 
 
@@ -35,7 +36,7 @@ def tls_files(settings: Settings) -> tuple[Path, Path] | None:
 
 def build_server(settings: Settings) -> uvicorn.Server:
     tls = tls_files(settings)
-    app = create_app(settings)
+    app = create_app(settings, metrics=PrometheusMetrics())
     if tls is None:
         log.warning(
             "startup.tls_disabled",
@@ -69,7 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(**overrides)
         configure_logging(level=settings.log_level, json_lines=settings.log_json)
-        use_metrics(PrometheusMetrics())
         server = build_server(settings)
     except ConfigError as exc:
         print(f"pokemon: {exc}", file=sys.stderr)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from core.config import get_settings
-from core.telemetry import configure_logging
+from core.eventlog import configure_logging
 from tests.fake_llm import fake_llm, llm  # noqa: F401 - fixtures: a real OpenAI-compatible server process
 from tests.tiny_sdxl import tiny_sdxl_dir  # noqa: F401 - fixture: a tiny random SDXL pipeline on disk
 

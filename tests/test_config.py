@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import DEFAULT_RARITY_WEIGHTS, ConfigError, Settings, get_settings, load_settings, parse_rarity_weights
+from core.config import DEFAULT_RARITY_WEIGHTS, Settings, get_settings, load_settings, parse_rarity_weights
 from core.creature import Rarity
+from core.errors import ConfigError
 from tests.conftest import REPO, clean_environment
 
 

@@ -14,10 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.config import ConfigError, load_settings
-from core.creature import Creature, EncodedImage, NameSourceKind, Rarity, new_creature_id, utc_timestamp
+from core import wiring
+from core.config import load_settings
+from core.creature import Creature, EncodedImage, NameOrigin, Rarity, new_creature_id, utc_timestamp
+from core.errors import ConfigError
 from core.images.base import ImageRequest
-from core.images.files import FilesImages, load_image
+from core.images.files import load_image
 from tests.conftest import SHIPPED_IMAGES
 
 
@@ -35,9 +37,7 @@ def test_timestamps_are_utc_seconds_with_z() -> None:
 @given(name=st.text(min_size=1, max_size=30), seed=st.integers(min_value=0, max_value=2**63 - 1))
 def test_wire_form_is_valid_json_with_the_contract_keys(name: str, seed: int) -> None:
     image = EncodedImage(base64.b64encode(b"\x89PNG fake"), 1, 1, "files")
-    creature = Creature(
-        "pkm_ABCDEFGHIJKL", name, Rarity.S_PLUS, image, "2025-11-12T20:41:32Z", seed, NameSourceKind.LOCAL
-    )
+    creature = Creature("pkm_ABCDEFGHIJKL", name, Rarity.S_PLUS, image, "2025-11-12T20:41:32Z", seed, NameOrigin.LOCAL)
     body = json.loads(creature.to_json_bytes())
     assert body["imageBase64"] == image.base64_png.decode()
     assert body["metadata"] == {
@@ -60,18 +60,18 @@ def test_every_configured_file_is_checked(tmp_path: Path) -> None:
         _write_png(tmp_path / f"image_{index:02d}.png", (index * 80, 0, 0))
     settings = load_settings(images_dir=tmp_path, max_index=3)
     with pytest.raises(ConfigError, match=r"image file image_03\.png does not exist"):
-        FilesImages.from_settings(settings)
+        wiring.build_files_images(settings)
     (tmp_path / "image_03.png").write_bytes(b"not an image at all")
     with pytest.raises(ConfigError, match=r"image file image_03\.png is not a readable image"):
-        FilesImages.from_settings(settings)
+        wiring.build_files_images(settings)
     (tmp_path / "image_03.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(ConfigError, match=r"image_03\.png is not a readable image"):
-        FilesImages.from_settings(settings)
+        wiring.build_files_images(settings)
 
 
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"POKEMON_IMAGES_DIR=.* an existing folder"):
-        FilesImages.from_settings(load_settings(images_dir=tmp_path / "nope"))
+        wiring.build_files_images(load_settings(images_dir=tmp_path / "nope"))
 
 
 def test_other_formats_are_served_as_png(tmp_path: Path) -> None:
@@ -86,14 +86,14 @@ def test_the_pattern_and_range_are_honoured(tmp_path: Path) -> None:
     for index in (7, 8, 9):
         _write_png(tmp_path / f"creature-{index}.png", (index * 20, 0, 0))
     settings = load_settings(images_dir=tmp_path, image_pattern="creature-{}.png", min_index=7, max_index=9)
-    source = FilesImages.from_settings(settings)
+    source = wiring.build_files_images(settings)
     assert len(source.images) == 3
     colors = {Image.open(io.BytesIO(base64.b64decode(image.base64_png))).getpixel((0, 0)) for image in source.images}
     assert colors == {(140, 0, 0), (160, 0, 0), (180, 0, 0)}
 
 
 def test_picks_are_deterministic_and_cover_the_set() -> None:
-    source = FilesImages.from_settings(load_settings(images_dir=SHIPPED_IMAGES))
+    source = wiring.build_files_images(load_settings(images_dir=SHIPPED_IMAGES))
     picks = [asyncio.run(source.render(ImageRequest(seed, "X", Rarity.F))) for seed in range(300)]
     again = [asyncio.run(source.render(ImageRequest(seed, "Y", Rarity.S))) for seed in range(300)]
     assert picks == again  # the pick depends on the seed only
@@ -102,7 +102,7 @@ def test_picks_are_deterministic_and_cover_the_set() -> None:
 
 
 def test_images_are_encoded_once_not_per_request() -> None:
-    source = FilesImages.from_settings(load_settings(images_dir=SHIPPED_IMAGES))
+    source = wiring.build_files_images(load_settings(images_dir=SHIPPED_IMAGES))
     first = asyncio.run(source.render(ImageRequest(1, "X", Rarity.F)))
     second = asyncio.run(source.render(ImageRequest(1, "X", Rarity.F)))
     assert first.base64_png is second.base64_png

@@ -19,13 +19,13 @@ import httpx
 import pytest
 from PIL import Image
 
+from core import wiring
 from core.config import Settings, load_settings
 from core.creature import EncodedImage, Rarity
 from core.errors import ServiceUnavailable
 from core.health import HealthStatus
 from core.images.base import ImageRequest
-from core.images.diffusion import DiffusionImages, DiffusionRunner, ImageJob, build_prompt
-from core.images.files import FilesImages
+from core.images.diffusion import DiffusionImages, DiffusionRunner, ImageJob, PipelineOptions, build_prompt
 from tests.conftest import REPO, SHIPPED_IMAGES, ServerFactory, ServerProcess, clean_environment
 
 SIZE = 64
@@ -179,8 +179,8 @@ def test_a_model_that_does_not_load_leaves_files_serving(tmp_path: Path, server_
 class FlakyRunner:
     """The real runner, failing on chosen calls as a GPU out of memory would."""
 
-    def __init__(self, pipeline: Any, settings: Settings) -> None:
-        self.inner = DiffusionRunner(pipeline, settings)
+    def __init__(self, pipeline: Any, options: PipelineOptions) -> None:
+        self.inner = DiffusionRunner(pipeline, options)
         self.calls = 0
         self.fail_on = {2}
 
@@ -193,14 +193,19 @@ class FlakyRunner:
 
 def test_a_failed_call_falls_back_for_that_request_only(tiny_sdxl_dir: Path) -> None:
     settings = sdxl_settings(tiny_sdxl_dir)
-    images = DiffusionImages(settings, FilesImages.from_settings(settings), runner_factory=FlakyRunner)
+    images = DiffusionImages(
+        wiring.pipeline_options(settings),
+        wiring.build_files_images(settings),
+        prompt_template=settings.prompt_template,
+        runner_factory=FlakyRunner,
+    )
 
     async def scenario() -> list[str]:
         await images.warmup()  # call 1
         sources = []
         for seed in range(3):  # calls 2 (fails), 3, 4
             image = await images.render(ImageRequest(seed=seed, name="Voltaran", rarity=Rarity.B))
-            sources.append(image.source)
+            sources.append(image.backend)
         await images.aclose()
         return sources
 
@@ -216,11 +221,16 @@ def test_requests_during_warm_up_are_told_to_retry(tiny_sdxl_dir: Path) -> None:
 
         loop = asyncio.get_running_loop()
 
-        def loader(current: Settings) -> Any:
+        def loader(current: PipelineOptions) -> Any:
             asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=30)
             return load_pipeline(current)
 
-        images = DiffusionImages(settings, FilesImages.from_settings(settings), loader=loader)
+        images = DiffusionImages(
+            wiring.pipeline_options(settings),
+            wiring.build_files_images(settings),
+            prompt_template=settings.prompt_template,
+            loader=loader,
+        )
         await images.start()
         assert images.health().status is HealthStatus.WARMING
         with pytest.raises(ServiceUnavailable) as caught:
@@ -239,7 +249,7 @@ def test_the_files_backend_never_imports_torch() -> None:
         """
         import asyncio, io, sys
         import httpx
-        from core.telemetry import configure_logging
+        from core.eventlog import configure_logging
         configure_logging(stream=io.StringIO(), background=False)
         from handlers.api import create_app
         app = create_app()

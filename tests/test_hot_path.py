@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from core.config import load_settings
+from core.creature import parse_seed
+from core.errors import InvalidRequest
 from handlers.api import create_app
-from handlers.endpoint import parse_seed
-from handlers.errors import ApiError
+from handlers.errors import answer_for
 from tests.conftest import SHIPPED_IMAGES
 
 CASES: list[tuple[dict[str, str], dict[str, str]]] = [
@@ -65,6 +66,6 @@ def test_seeds_in_plain_digits(raw: str) -> None:
 
 @pytest.mark.parametrize("raw", ["", "-1", "+1", "1.0", "1_0", " 1", "١", str(2**63), "9" * 30])
 def test_anything_else_is_refused(raw: str) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(InvalidRequest) as caught:
         parse_seed(raw)
-    assert caught.value.status_code == 422
+    assert answer_for(caught.value).status_code == 422

@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core import wiring
 from core.config import load_settings
+from core.eventlog import bind_context, configure_logging, flush_logs, log, unbind_context
 from core.rarity import RarityTable
-from core.service import CreatureService, build_image_source, build_name_source
-from core.telemetry import bind_context, configure_logging, flush_logs, log, unbind_context
+from core.service import CreatureService
 from handlers.api import create_app
 from tests.conftest import REPO
 
@@ -37,8 +38,8 @@ def _capture(json_lines: bool, monkeypatch: pytest.MonkeyPatch) -> str:
     try:
         settings = load_settings(images_dir=Path("pokemon"), bearer_token="golden-token", rate_limit_per_min=2)
         service = CreatureService(
-            names=build_name_source(settings),
-            images=build_image_source(settings),
+            names=wiring.build_name_source(settings),
+            images=wiring.build_image_source(settings),
             rarity=RarityTable(settings.rarity_weights),
             clock=lambda: FIXED_TIME,
             new_id=lambda: "pkm_GOLDEN000001",

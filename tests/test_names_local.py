@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.names.local import DENIED_NAMES, NAME_PATTERN, LocalNameGenerator, local_name
+from core.names.generator import DENIED_NAMES, NAME_PATTERN, LocalNameGenerator, local_name
 
 # The rules are re-implemented here by hand rather than through NAME_PATTERN, so a wrong pattern cannot
 # hide a wrong name (the pattern gets its own accept/reject cases below).

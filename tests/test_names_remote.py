@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from core.names.client import NameServerError, OpenAINameClient
+from core.names.openai_client import NameServerError, OpenAINameClient
 from core.names.prompts import PROMPTS
 from tests.conftest import ServerFactory, free_port
 from tests.fake_llm import FakeLLM

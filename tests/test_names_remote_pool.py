@@ -10,10 +10,10 @@ import asyncio
 import itertools
 
 from core.breaker import BreakerState, CircuitBreaker
-from core.creature import NameSourceKind
+from core.creature import NameOrigin
 from core.health import HealthStatus
-from core.names.client import NameServerError
-from core.names.embedded import LocalNames
+from core.names.local import LocalNames
+from core.names.openai_client import NameServerError
 from core.names.remote import RemoteNames
 
 
@@ -76,7 +76,7 @@ def test_the_pool_fills_ahead_and_serves_remote_names() -> None:
         await settle()
         assert names.pool_level == 4  # filled up to the bound, no further
         served = [await names.name_for(seed) for seed in range(3)]
-        assert {name.source for name in served} == {NameSourceKind.REMOTE}
+        assert {name.origin for name in served} == {NameOrigin.REMOTE}
         await settle()
         assert names.pool_level == 4  # topped up again
         assert fetcher.calls == 7
@@ -93,7 +93,7 @@ def test_a_chosen_seed_gets_the_reproducible_local_name() -> None:
         await settle()
         name = await names.name_for(42, reproducible=True)
         assert name == LocalNames().name_now(42)
-        assert name.source is NameSourceKind.LOCAL
+        assert name.origin is NameOrigin.LOCAL
         await names.aclose()
 
     asyncio.run(scenario())
@@ -125,7 +125,7 @@ def test_an_empty_pool_waits_a_short_bound_then_falls_back() -> None:
         began = loop.time()
         name = await names.name_for(7)
         waited = loop.time() - began
-        assert name.source is NameSourceKind.LOCAL
+        assert name.origin is NameOrigin.LOCAL
         assert 0.015 <= waited < 0.5
         fetcher.gate.set()
         await names.aclose()
@@ -141,7 +141,7 @@ def test_a_waiting_request_takes_a_name_that_arrives_in_time() -> None:
         await names.start()
         asyncio.get_running_loop().call_later(0.01, fetcher.gate.set)
         name = await names.name_for(7)
-        assert name.source is NameSourceKind.REMOTE
+        assert name.origin is NameOrigin.REMOTE
         await names.aclose()
 
     asyncio.run(scenario())
@@ -160,7 +160,7 @@ def test_failures_open_the_breaker_and_local_names_come_without_delay() -> None:
         loop = asyncio.get_running_loop()
         began = loop.time()
         name = await names.name_for(11)
-        assert name.source is NameSourceKind.LOCAL
+        assert name.origin is NameOrigin.LOCAL
         assert loop.time() - began < 0.05  # no wait while the breaker is open
         await names.aclose()
 
@@ -201,7 +201,7 @@ def test_when_requests_outpace_the_model_recent_names_are_served_again() -> None
         began = loop.time()
         repeats = [await names.name_for(seed) for seed in range(20)]
         assert loop.time() - began < 0.05  # no waiting: a repeat is ready at once
-        assert {name.source for name in repeats} == {NameSourceKind.REMOTE}
+        assert {name.origin for name in repeats} == {NameOrigin.REMOTE}
         assert {name.value for name in repeats} <= {name.value for name in first}
         assert names.served_repeats == 20
         fetcher.gate.set()

@@ -24,10 +24,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core import wiring
 from core.config import Settings
+from core.eventlog import configure_logging
 from core.ratelimit import MemoryRateLimiter, RateDecision, TokenBucket
-from core.ratelimit_dynamodb import TTL_MARGIN_SECONDS, DynamoDBRateLimiter
-from core.telemetry import configure_logging
+from core.ratelimit.dynamodb import TTL_MARGIN_SECONDS, DynamoDBRateLimiter
 from tests.conftest import REPO, free_port
 
 EPOCH = 1_700_000_000.0  # an epoch-like start: exact in binary, with quarter seconds still exact above it
@@ -216,8 +217,8 @@ WORKER = textwrap.dedent(
     """
     import json, sys, threading
     from core.ratelimit import TokenBucket
-    from core.ratelimit_dynamodb import DynamoDBRateLimiter
-    from core.telemetry import configure_logging
+    from core.ratelimit.dynamodb import DynamoDBRateLimiter
+    from core.eventlog import configure_logging
 
     configure_logging(stream=sys.stderr, background=False)  # stdout carries the result only
 
@@ -319,9 +320,10 @@ def test_any_store_error_is_a_store_failure(moto: Moto) -> None:
     limiter.close()
 
 
-def test_from_settings(moto: Moto) -> None:
+def test_the_table_setting_chooses_this_store(moto: Moto) -> None:
     config = Settings(rate_limit_table=moto.table, rate_limit_per_min=7, rate_limit_fail_open=False)
-    limiter = DynamoDBRateLimiter.from_settings(config)
+    limiter = wiring.build_rate_limiter(config)
+    assert isinstance(limiter, DynamoDBRateLimiter)
     assert limiter.table == moto.table
     assert not limiter.fail_open
     key = _key()
@@ -333,7 +335,7 @@ def test_boto3_is_imported_only_when_a_limiter_is_built(moto: Moto) -> None:
     code = textwrap.dedent(
         """
         import sys
-        import core.ratelimit_dynamodb as module
+        import core.ratelimit.dynamodb as module
         from core.ratelimit import TokenBucket
         assert "boto3" not in sys.modules
         module.DynamoDBRateLimiter("rate-limits", TokenBucket.per_minute(1)).close()

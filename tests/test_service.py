@@ -8,20 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError, load_settings
-from core.creature import EncodedImage, NameSourceKind, Rarity
-from core.errors import GenerationFailed
+from core import wiring
+from core.config import load_settings
+from core.creature import EncodedImage, NameOrigin, Rarity
+from core.errors import ConfigError, GenerationFailed
 from core.health import ComponentHealth, HealthStatus
 from core.images.base import ImageRequest
-from core.names.embedded import LocalNames
-from core.names.local import NAME_PATTERN
+from core.names.generator import NAME_PATTERN
+from core.names.local import LocalNames
 from core.rarity import RarityTable
 from core.service import CreatureService
 from tests.conftest import SHIPPED_IMAGES
 
 
 def build(**overrides: object) -> CreatureService:
-    return CreatureService.from_settings(load_settings(images_dir=SHIPPED_IMAGES, **overrides))
+    return wiring.build_service(load_settings(images_dir=SHIPPED_IMAGES, **overrides))
 
 
 def test_a_seed_reproduces_name_rarity_and_image() -> None:
@@ -46,7 +47,7 @@ def test_creatures_look_like_the_contract() -> None:
     assert re.fullmatch(r"pkm_[A-Z0-9]{12}", creature.id)
     assert NAME_PATTERN.fullmatch(creature.name)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", creature.generated_at)
-    assert creature.name_source is NameSourceKind.LOCAL
+    assert creature.name_origin is NameOrigin.LOCAL
 
 
 def test_rarity_weights_setting_is_used() -> None:
@@ -67,7 +68,7 @@ def test_health_reports_backends_and_warming_until_started() -> None:
 
 def test_the_sdxl_backend_still_checks_its_fallback_images(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="POKEMON_IMAGES_DIR"):
-        CreatureService.from_settings(load_settings(images_dir=tmp_path / "nope", generation_backend="sdxl"))
+        wiring.build_service(load_settings(images_dir=tmp_path / "nope", generation_backend="sdxl"))
 
 
 def test_the_remote_name_backend_is_built_from_settings() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from core import streams
+from core import draws
 from core.creature import EncodedImage, Rarity
 from core.health import ComponentHealth
 
@@ -20,7 +20,7 @@ class ImageRequest:
 
     def unit(self) -> float:
         """A uniform draw in [0, 1) on the image stream of this seed."""
-        return streams.unit(self.seed, b"image")
+        return draws.unit(self.seed, b"image")
 
 
 class ImageSource(Protocol):

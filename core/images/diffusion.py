@@ -28,15 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import Settings
 from core.creature import EncodedImage, Rarity
 from core.errors import ServiceUnavailable
+from core.eventlog import log
 from core.health import ComponentHealth, HealthStatus
 from core.images.base import ImageRequest
 from core.images.batching import MicroBatcher
 from core.images.files import FilesImages
-from core.metrics import metrics
-from core.telemetry import log
+from core.metrics import Metrics, NullMetrics
 
 WARMUP_PROMPT = "a small round friendly creature, simple background"
 
@@ -50,6 +49,31 @@ RARITY_LOOKS: dict[Rarity, str] = {
     Rarity.S: "an epic creature with a faint glowing aura and elegant details",
     Rarity.S_PLUS: "a legendary majestic creature with a radiant aura and sparkling details",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    """How to load and call the pipeline (the `SDXL_*` settings)."""
+
+    model: str
+    width: int = 512
+    height: int = 512
+    steps: int = 1
+    guidance_scale: float = 0.0
+    device: str = "auto"  # auto | cuda | cpu
+    attention_slicing: str = "auto"  # auto | 1 | 0
+    vae: str | None = None
+    vae_upcast: bool = False
+    compile: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """How requests are gathered into pipeline calls (`POKEMON_MAX_BATCH`, `_BATCH_WAIT_MS`, `_QUEUE_SIZE`)."""
+
+    max_batch: int = 8
+    max_wait: float = 0.01  # seconds
+    queue_size: int = 64
 
 
 def build_prompt(template: str, name: str, rarity: Rarity) -> str:
@@ -66,8 +90,8 @@ def _dtype_argument(diffusers_version: str) -> str:
     return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
 
 
-def load_pipeline(settings: Settings) -> Any:
-    """`AutoPipelineForText2Image.from_pretrained(SDXL_TURBO_MODEL)` set up for this device."""
+def load_pipeline(options: PipelineOptions) -> Any:
+    """`AutoPipelineForText2Image.from_pretrained(options.model)` set up for this device."""
     began = time.perf_counter()
     import diffusers
     import torch
@@ -81,41 +105,39 @@ def load_pipeline(settings: Settings) -> Any:
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
-    device = settings.sdxl_device
+    device = options.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     cuda = device == "cuda"
     dtype = torch.float16 if cuda else torch.float32  # fp16 on a CPU is an order of magnitude slower
-    log.info("sdxl.load.start", model=settings.sdxl_model, device=device, dtype=str(dtype).removeprefix("torch."))
-    options: dict[str, Any] = {_dtype_argument(diffusers.__version__): dtype, "add_watermarker": False}
-    if _local_folder(settings.sdxl_model) or os.environ.get("HF_HUB_OFFLINE") == "1":
-        options["local_files_only"] = True
-    if settings.sdxl_vae:
-        options["vae"] = diffusers.AutoencoderKL.from_pretrained(
-            settings.sdxl_vae, **{key: value for key, value in options.items() if key != "add_watermarker"}
+    log.info("sdxl.load.start", model=options.model, device=device, dtype=str(dtype).removeprefix("torch."))
+    arguments: dict[str, Any] = {_dtype_argument(diffusers.__version__): dtype, "add_watermarker": False}
+    if _local_folder(options.model) or os.environ.get("HF_HUB_OFFLINE") == "1":
+        arguments["local_files_only"] = True
+    if options.vae:
+        arguments["vae"] = diffusers.AutoencoderKL.from_pretrained(
+            options.vae, **{key: value for key, value in arguments.items() if key != "add_watermarker"}
         )
     pipeline_class = diffusers.AutoPipelineForText2Image
     if cuda:
         try:
-            pipeline = pipeline_class.from_pretrained(settings.sdxl_model, variant="fp16", **options)
+            pipeline = pipeline_class.from_pretrained(options.model, variant="fp16", **arguments)
         except (OSError, ValueError):  # the repository or folder has no fp16 variant: take the full weights
-            pipeline = pipeline_class.from_pretrained(settings.sdxl_model, **options)
+            pipeline = pipeline_class.from_pretrained(options.model, **arguments)
     else:
-        pipeline = pipeline_class.from_pretrained(settings.sdxl_model, **options)
+        pipeline = pipeline_class.from_pretrained(options.model, **arguments)
     pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
-    if settings.sdxl_vae_upcast and hasattr(pipeline, "vae"):
+    if options.vae_upcast and hasattr(pipeline, "vae"):
         pipeline.vae.config.force_upcast = True  # decode in fp32: the stock SDXL VAE overflows in fp16
     if cuda:
         torch.backends.cudnn.benchmark = True
         denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
         if denoiser is not None:
             denoiser.to(memory_format=torch.channels_last)
-    if _wants_attention_slicing(settings.sdxl_attention_slicing, device) and hasattr(
-        pipeline, "enable_attention_slicing"
-    ):
+    if _wants_attention_slicing(options.attention_slicing, device) and hasattr(pipeline, "enable_attention_slicing"):
         pipeline.enable_attention_slicing()
-    if settings.sdxl_compile:
+    if options.compile:
         if hasattr(pipeline, "unet"):
             pipeline.unet = torch.compile(pipeline.unet, mode="max-autotune", fullgraph=True)
         elif hasattr(pipeline, "transformer"):
@@ -159,12 +181,12 @@ def _encode_png(image: Any) -> EncodedImage:
 class DiffusionRunner:
     """Runs batches on the pipeline; called only from the batcher's single worker thread."""
 
-    def __init__(self, pipeline: Any, settings: Settings) -> None:
+    def __init__(self, pipeline: Any, options: PipelineOptions) -> None:
         self._pipeline = pipeline
-        self._width = settings.sdxl_width
-        self._height = settings.sdxl_height
-        self._steps = settings.sdxl_steps
-        self._guidance = settings.sdxl_guidance_scale
+        self._width = options.width
+        self._height = options.height
+        self._steps = options.steps
+        self._guidance = options.guidance_scale
         self._device = pipeline.device
 
     def __call__(self, jobs: Sequence[ImageJob]) -> list[EncodedImage]:
@@ -199,13 +221,21 @@ class DiffusionImages:
 
     def __init__(
         self,
-        settings: Settings,
+        options: PipelineOptions,
         fallback: FilesImages,
         *,
-        loader: Callable[[Settings], Any] = load_pipeline,
-        runner_factory: Callable[[Any, Settings], Callable[[Sequence[ImageJob]], list[EncodedImage]]] = DiffusionRunner,
+        prompt_template: str,
+        batching: BatchOptions | None = None,
+        metrics: Metrics | None = None,
+        loader: Callable[[PipelineOptions], Any] = load_pipeline,
+        runner_factory: Callable[
+            [Any, PipelineOptions], Callable[[Sequence[ImageJob]], list[EncodedImage]]
+        ] = DiffusionRunner,
     ) -> None:
-        self._settings = settings
+        self._options = options
+        self._prompt_template = prompt_template
+        self._batching = batching or BatchOptions()
+        self._metrics = metrics or NullMetrics()
         self._fallback = fallback
         self._loader = loader
         self._runner_factory = runner_factory
@@ -234,36 +264,34 @@ class DiffusionImages:
 
     async def _load_and_warm(self) -> None:
         try:
-            pipeline = await asyncio.to_thread(self._loader, self._settings)
-            runner = self._runner_factory(pipeline, self._settings)
+            pipeline = await asyncio.to_thread(self._loader, self._options)
+            runner = self._runner_factory(pipeline, self._options)
             began = time.perf_counter()
             # A compiled model specialises on batch size: warm the largest batch too, so compilation
             # happens here rather than in a caller's request.
-            sizes = (
-                [1, self._settings.max_batch] if self._settings.sdxl_compile and self._settings.max_batch > 1 else [1]
-            )
+            max_batch = self._batching.max_batch
+            sizes = [1, max_batch] if self._options.compile and max_batch > 1 else [1]
             for size in sizes:
                 await asyncio.to_thread(runner, [ImageJob(seed=index, prompt=WARMUP_PROMPT) for index in range(size)])
             log.info("sdxl.warmup", duration_ms=round((time.perf_counter() - began) * 1000, 1), batch_sizes=sizes)
         except Exception as exc:
             self._failed_load = type(exc).__name__
-            log.error("sdxl.load.failed", model=self._settings.sdxl_model, error=type(exc).__name__, fallback="files")
+            log.error("sdxl.load.failed", model=self._options.model, error=type(exc).__name__, fallback="files")
             return
         self._runner = runner
         batcher: MicroBatcher[ImageJob, EncodedImage | None] = MicroBatcher(
             self._run_batch,
-            max_batch=self._settings.max_batch,
-            max_wait=self._settings.batch_wait_ms / 1000,
-            queue_size=self._settings.queue_size,
+            max_batch=self._batching.max_batch,
+            max_wait=self._batching.max_wait,
+            queue_size=self._batching.queue_size,
             name="sdxl",
         )
         batcher.on_batch = self._batch_done
         self._batcher = batcher
 
-    @staticmethod
-    def _batch_done(size: int, seconds: float) -> None:
+    def _batch_done(self, size: int, seconds: float) -> None:
         log.info("sdxl.generate", batch_size=size, duration_ms=round(seconds * 1000, 1))
-        metrics().batch(size)
+        self._metrics.batch(size)
 
     def queue_depth(self) -> int:
         return self._batcher.depth if self._batcher is not None else 0
@@ -284,7 +312,7 @@ class DiffusionImages:
             if self._failed_load is not None:
                 return self._fallback.pick(request)
             raise ServiceUnavailable("the image model is warming up; retry shortly", retry_after=5)
-        prompt = build_prompt(self._settings.prompt_template, request.name, request.rarity)
+        prompt = build_prompt(self._prompt_template, request.name, request.rarity)
         image = await self._batcher.submit(ImageJob(seed=request.seed, prompt=prompt))
         return image if image is not None else self._fallback.pick(request)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from core.config import ConfigError, Settings
 from core.creature import EncodedImage
+from core.errors import ImageFolderError
 from core.health import ComponentHealth
 from core.images.base import ImageRequest
 
@@ -26,31 +27,22 @@ def _to_png(data: bytes) -> bytes:
         return buffer.getvalue()
 
 
-def load_image(path: Path, variable: str = "POKEMON_IMAGES_DIR") -> EncodedImage:
-    """Read one image; a missing or undecodable file raises `ConfigError` naming it."""
+def load_image(path: Path) -> EncodedImage:
+    """Read one image; a missing or undecodable file raises `ImageFolderError` naming it."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(variable, str(path.parent), f"image file {path.name} does not exist") from None
+        raise ImageFolderError(str(path.parent), f"image file {path.name} does not exist") from None
     except OSError as exc:
-        raise ConfigError(
-            variable, str(path.parent), f"image file {path.name} cannot be read ({exc.strerror})"
-        ) from None
+        raise ImageFolderError(str(path.parent), f"image file {path.name} cannot be read ({exc.strerror})") from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             width, height = image.size
         png = _to_png(data)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ConfigError(variable, str(path.parent), f"image file {path.name} is not a readable image") from None
+        raise ImageFolderError(str(path.parent), f"image file {path.name} is not a readable image") from None
     return EncodedImage(base64.b64encode(png), width, height, "files")
-
-
-def image_paths(settings: Settings) -> list[Path]:
-    return [
-        settings.images_dir / settings.image_pattern.format(index)
-        for index in range(settings.min_index, settings.max_index + 1)
-    ]
 
 
 class FilesImages:
@@ -64,10 +56,11 @@ class FilesImages:
         self._images = tuple(images)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> FilesImages:
-        if not settings.images_dir.is_dir():
-            raise ConfigError("POKEMON_IMAGES_DIR", str(settings.images_dir), "an existing folder of images")
-        return cls([load_image(path) for path in image_paths(settings)])
+    def from_folder(cls, folder: Path, file_names: Iterable[str]) -> FilesImages:
+        """Read and check every file now: a bad folder or image raises `ImageFolderError` at start-up."""
+        if not folder.is_dir():
+            raise ImageFolderError(str(folder), "an existing folder of images")
+        return cls([load_image(folder / name) for name in file_names])
 
     @property
     def images(self) -> tuple[EncodedImage, ...]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.creature import NameSourceKind
+from core.creature import NameOrigin
 from core.health import ComponentHealth
 
 
 @dataclass(frozen=True, slots=True)
 class GeneratedName:
     value: str
-    source: NameSourceKind
+    origin: NameOrigin
 
 
 class NameSource(Protocol):

@@ -22,12 +22,12 @@ import random
 from typing import Protocol
 
 from core.breaker import BreakerState, CircuitBreaker
-from core.creature import NameSourceKind
+from core.creature import NameOrigin
+from core.eventlog import log
 from core.health import ComponentHealth, HealthStatus
 from core.names.base import GeneratedName
-from core.names.client import NameServerError
-from core.names.embedded import LocalNames
-from core.telemetry import log
+from core.names.local import LocalNames
+from core.names.openai_client import NameServerError
 
 
 class NameFetcher(Protocol):
@@ -83,7 +83,7 @@ class RemoteNames:
                 name = await self._take_within(self._wait)
             if name is not None:
                 self.served_remote += 1
-                return GeneratedName(name, NameSourceKind.REMOTE)
+                return GeneratedName(name, NameOrigin.REMOTE)
         self.served_local += 1
         return self._fallback.name_now(seed)
 

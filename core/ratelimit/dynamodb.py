@@ -60,13 +60,10 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from core.ratelimit import BucketState, RateDecision, TokenBucket
-from core.telemetry import log
-
-if TYPE_CHECKING:
-    from core.config import Settings
+from core.eventlog import log
+from core.ratelimit.bucket import BucketState, RateDecision, TokenBucket
 
 # boto3 ships no type information here: the low-level client is `Any`, in this one place.
 DynamoDBClient = Any
@@ -177,17 +174,6 @@ class DynamoDBRateLimiter:
         self._key_locks = _KeyLocks()
         self._counter_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="ratelimit-dynamodb")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DynamoDBRateLimiter:
-        if not settings.rate_limit_table:
-            raise ValueError("POKEMON_RATE_LIMIT_TABLE is not set")
-        return cls(
-            settings.rate_limit_table,
-            TokenBucket.per_minute(settings.rate_limit_per_min),
-            fail_open=settings.rate_limit_fail_open,
-            max_cached_keys=settings.rate_limit_max_clients,  # the bound the in-memory limiter has
-        )
 
     async def acquire(self, key: str) -> RateDecision:
         try:

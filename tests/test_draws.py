@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.streams import DigestDraws, unit
+from core.draws import DigestDraws, unit
 
 seeds = st.integers(min_value=0, max_value=2**63 - 1)
 

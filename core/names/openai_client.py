@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from core.eventlog import log
 from core.names.extract import extract_name
 from core.names.prompts import Language, messages
-from core.telemetry import log
 
 MAX_LOGGED_CONTENT = 300
 

@@ -1,0 +1,173 @@
+"""The composition root: the one place in `core` that reads `Settings` and builds what they ask for.
+
+Every source, store and check below takes plain arguments; this module turns settings into those
+arguments, chooses each backend once, and hands the entry points a `Components` they serve with. Heavy
+libraries are imported only by the builder of the backend that needs them (boto3 for a DynamoDB table,
+httpx for remote names, torch and diffusers for the diffusion backend).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.auth import BearerAuth
+from core.breaker import BreakerState, CircuitBreaker
+from core.clientaddr import ClientAddressResolver
+from core.config import Settings
+from core.errors import ConfigError, ImageFolderError
+from core.eventlog import log
+from core.images.base import ImageSource
+from core.images.files import FilesImages
+from core.metrics import Metrics, NullMetrics
+from core.names.base import NameSource
+from core.names.local import LocalNames
+from core.rarity import RarityTable
+from core.ratelimit import MemoryRateLimiter, RateLimiter, TokenBucket
+from core.service import CreatureService
+
+if TYPE_CHECKING:
+    from core.images.diffusion import PipelineOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    """Everything an entry point serves with, built once from one `Settings`."""
+
+    settings: Settings
+    service: CreatureService
+    auth: BearerAuth
+    limiter: RateLimiter | None
+    client_addresses: ClientAddressResolver
+    metrics: Metrics
+
+
+def build(settings: Settings, *, metrics: Metrics | None = None, service: CreatureService | None = None) -> Components:
+    """Build and check every backend; a bad setting or image raises `ConfigError`.
+
+    `service` stands in for the one the settings describe (tests hand in one built from their own parts).
+    """
+    sink = metrics or NullMetrics()
+    return Components(
+        settings=settings,
+        service=service or build_service(settings, metrics=sink),
+        auth=BearerAuth(settings.bearer_token),
+        limiter=build_rate_limiter(settings),
+        client_addresses=ClientAddressResolver(settings.trusted_proxies),
+        metrics=sink,
+    )
+
+
+def build_service(settings: Settings, *, metrics: Metrics | None = None) -> CreatureService:
+    sink = metrics or NullMetrics()
+    return CreatureService(
+        names=build_name_source(settings),
+        images=build_image_source(settings, metrics=sink),
+        rarity=RarityTable(settings.rarity_weights),
+        log_image_b64=settings.log_image_b64,
+        metrics=sink,
+    )
+
+
+# --- Names ---
+
+
+def build_name_source(settings: Settings) -> NameSource:
+    if settings.name_backend == "local":
+        return LocalNames()
+    # Imported here only: httpx and the pool cost a local-names start-up (a Lambda cold start) nothing.
+    from core.names.openai_client import OpenAINameClient
+    from core.names.remote import RemoteNames
+
+    client = OpenAINameClient(
+        base_url=settings.openai_base_url,
+        model=settings.openai_model,
+        api_key=settings.openai_api_key,
+        timeout=settings.openai_timeout,
+        max_tokens=settings.openai_max_tokens,
+        temperature=settings.openai_temperature,
+        language=settings.name_language,
+        log_content=settings.log_remote_content,
+    )
+    breaker = CircuitBreaker(
+        failure_threshold=settings.name_breaker_failures,
+        cooldown=settings.name_breaker_cooldown,
+        on_change=_log_name_breaker,
+    )
+    return RemoteNames(
+        client,
+        breaker=breaker,
+        pool_size=settings.name_pool_size,
+        concurrency=settings.name_concurrency,
+        wait=settings.name_wait_ms / 1000,
+    )
+
+
+def _log_name_breaker(previous: BreakerState, current: BreakerState) -> None:
+    log.warning("remote_name.breaker", previous=previous, state=current)
+
+
+# --- Images ---
+
+
+def build_files_images(settings: Settings) -> FilesImages:
+    file_names = [settings.image_pattern.format(index) for index in range(settings.min_index, settings.max_index + 1)]
+    try:
+        return FilesImages.from_folder(settings.images_dir, file_names)
+    except ImageFolderError as exc:
+        raise ConfigError("POKEMON_IMAGES_DIR", exc.folder, exc.reason) from None
+
+
+def build_image_source(settings: Settings, *, metrics: Metrics | None = None) -> ImageSource:
+    files = build_files_images(settings)  # checked even for sdxl: it is the fallback
+    if settings.generation_backend == "files":
+        return files
+    # Imported here only: torch and diffusers must cost nothing unless this backend is chosen.
+    from core.images.diffusion import BatchOptions, DiffusionImages
+
+    return DiffusionImages(
+        pipeline_options(settings),
+        files,
+        prompt_template=settings.prompt_template,
+        batching=BatchOptions(
+            max_batch=settings.max_batch, max_wait=settings.batch_wait_ms / 1000, queue_size=settings.queue_size
+        ),
+        metrics=metrics,
+    )
+
+
+def pipeline_options(settings: Settings) -> PipelineOptions:
+    from core.images.diffusion import PipelineOptions
+
+    return PipelineOptions(
+        model=settings.sdxl_model,
+        width=settings.sdxl_width,
+        height=settings.sdxl_height,
+        steps=settings.sdxl_steps,
+        guidance_scale=settings.sdxl_guidance_scale,
+        device=settings.sdxl_device,
+        attention_slicing=settings.sdxl_attention_slicing,
+        vae=settings.sdxl_vae,
+        vae_upcast=settings.sdxl_vae_upcast,
+        compile=settings.sdxl_compile,
+    )
+
+
+# --- Rate limit ---
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter | None:
+    """None when off; this process's memory by default; a table shared by all instances when one is named."""
+    if not settings.rate_limit_enabled:
+        return None
+    bucket = TokenBucket.per_minute(settings.rate_limit_per_min)
+    if settings.rate_limit_table:
+        from core.ratelimit.dynamodb import DynamoDBRateLimiter  # boto3 only when a table is configured
+
+        return DynamoDBRateLimiter(
+            settings.rate_limit_table,
+            bucket,
+            fail_open=settings.rate_limit_fail_open,
+            max_cached_keys=settings.rate_limit_max_clients,  # the bound the in-memory limiter has
+        )
+    return MemoryRateLimiter(bucket, max_buckets=settings.rate_limit_max_clients)
