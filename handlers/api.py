@@ -20,14 +20,12 @@ from core.errors import InvalidRequest, PokemonError
 from core.eventlog import flush_logs, log
 from core.metrics import Metrics, PrometheusMetrics
 from core.service import CreatureService
+from core.version import version
 from handlers.context import AppContext
 from handlers.endpoint import GenerateEndpoint, GenerateRouteMiddleware
 from handlers.errors import STATUS_DESCRIPTIONS, ApiError, ErrorBody, answer_for
 from handlers.middleware import RequestContextMiddleware
 from handlers.webpage import add_web_page
-
-VERSION = "1.3.0"
-
 
 # --- The response shapes, for the OpenAPI document (responses are pre-encoded, not built from these) ---
 
@@ -214,7 +212,7 @@ def create_app(
 
     app = FastAPI(
         title="Pokémon Generator API",
-        version=VERSION,
+        version=version(),
         description="Invents a creature on every call: an image, a name and a weighted rarity.",
         lifespan=lifespan,
     )
