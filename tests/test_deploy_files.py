@@ -530,3 +530,57 @@ def test_preload_takes_the_fp16_variant_or_falls_back_to_the_full_weights(monkey
     assert preload.preload("no/fp16") == "/cache/no/fp16"
     assert calls == [("has/fp16", "fp16"), ("no/fp16", "fp16"), ("no/fp16", None)]
     assert preload.main(["preload_model.py"]) == 2
+
+
+# --- One set of versions: constraints.txt ---
+
+CONSTRAINTS = REPO / "constraints.txt"
+PYPROJECT = REPO / "pyproject.toml"
+
+
+def pinned() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, separator, version = line.partition("==")
+            assert separator and version, f"not an exact pin: {line!r}"
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_constraints_pin_every_dependency_of_the_project_within_its_bounds() -> None:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    extras = project["optional-dependencies"]
+    pins = pinned()
+    for line in project["dependencies"] + extras["diffusion"] + extras["aws"] + extras["dev"]:
+        requirement = Requirement(line)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not pinned: run `make lock`"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (line, pins[name])
+
+
+def test_every_artefact_installs_from_the_constraints() -> None:
+    make = (REPO / "Makefile").read_text()
+    assert make.count("--constraint $(CONSTRAINTS)") >= 2 and "CONSTRAINTS := constraints.txt" in make
+    assert '--constraint "$(ROOT)/constraints.txt"' in LAMBDA_MAKEFILE.read_text()
+    copied = " ".join(i.arguments for i in dockerfile() if i.keyword == "COPY")
+    assert "constraints.txt" in copied.split()
+    installs = [i.arguments for i in dockerfile() if i.keyword == "RUN" and "pip install" in i.arguments]
+    assert all("--constraint /opt/constraints.txt" in run for run in installs if "requirement" in run or " ." in run)
+
+
+def test_the_image_takes_the_torch_release_ci_tests() -> None:
+    args = {name: value for name, _, value in (i.arguments.partition("=") for i in dockerfile() if i.keyword == "ARG")}
+    make_torch = re.search(r"^TORCH \?= torch==(\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert make_torch is not None
+    assert args["TORCH_VERSION"] == pinned()["torch"] == make_torch.group(1)
+
+
+def test_the_license_is_the_descriptions_mit_and_is_packaged() -> None:
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    pyproject = tomllib.loads(PYPROJECT.read_text())
+    assert pyproject["project"]["license"] == "MIT"
+    assert pyproject["project"]["license-files"] == ["LICENSE"]
+    # setuptools reads an SPDX `license` string (PEP 639) from release 77 on.
+    (requirement,) = [Requirement(line) for line in pyproject["build-system"]["requires"] if "setuptools" in line]
+    assert not requirement.specifier.contains("76.1.0") and requirement.specifier.contains("77.0.3")
