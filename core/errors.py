@@ -62,6 +62,15 @@ class RateLimited(PokemonError):
         super().__init__("Too many requests; retry later.")
 
 
+class NameServerError(PokemonError):
+    """The name server gave no usable name; `reason` says why, for the logs and the breaker. The remote
+    name pool handles it (a local name serves): it never reaches a caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class GenerationFailed(PokemonError):
     """A creature could not be produced, even through the fallbacks."""
 

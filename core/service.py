@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core import draws
 from core.creature import Creature, new_creature_id, new_seed, utc_timestamp
-from core.errors import GenerationFailed, PokemonError
+from core.errors import GenerationFailed, ServiceUnavailable
 from core.eventlog import log
 from core.health import ComponentHealth, HealthStatus
 from core.images.base import ImageRequest, ImageSource
@@ -110,7 +110,7 @@ class CreatureService:
             name = await self._names.name_for(seed, reproducible=reproducible)
             rarity = self._rarity.at(draws.unit(seed, b"rarity"))
             image = await self._images.render(ImageRequest(seed=seed, name=name.value, rarity=rarity))
-        except PokemonError:
+        except (GenerationFailed, ServiceUnavailable):  # already what the caller is to be told
             raise
         except Exception as exc:
             log.error("generate.failed", seed=seed, error=type(exc).__name__)

@@ -11,9 +11,9 @@ import itertools
 
 from core.breaker import BreakerState, CircuitBreaker
 from core.creature import NameOrigin
+from core.errors import NameServerError
 from core.health import HealthStatus
 from core.names.local import LocalNames
-from core.names.openai_client import NameServerError
 from core.names.remote import RemoteNames
 
 

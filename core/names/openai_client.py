@@ -10,19 +10,12 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from core.errors import NameServerError
 from core.eventlog import log
 from core.names.extract import extract_name
 from core.names.prompts import Language, messages
 
 MAX_LOGGED_CONTENT = 300
-
-
-class NameServerError(Exception):
-    """The server gave no usable name; `reason` says why, for the logs and the breaker."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class OpenAINameClient:

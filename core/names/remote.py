@@ -23,11 +23,11 @@ from typing import Protocol
 
 from core.breaker import BreakerState, CircuitBreaker
 from core.creature import NameOrigin
+from core.errors import NameServerError
 from core.eventlog import log
 from core.health import ComponentHealth, HealthStatus
 from core.names.base import GeneratedName
 from core.names.local import LocalNames
-from core.names.openai_client import NameServerError
 
 
 class NameFetcher(Protocol):
