@@ -1,152 +1,28 @@
-"""Shared fixtures: a real server process on a free loopback port, and clean settings per test."""
+"""Clean settings and quiet logs for every test; the shared fixtures come from tests/support as plugins."""
 
 from __future__ import annotations
 
 import io
 import os
-import signal
-import socket
-import ssl
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from core.config import get_settings
 from core.eventlog import configure_logging
-from tests.fake_llm import fake_llm, llm  # noqa: F401 - fixtures: a real OpenAI-compatible server process
-from tests.tiny_sdxl import tiny_sdxl_dir  # noqa: F401 - fixture: a tiny random SDXL pipeline on disk
+from tests.support.environment import SETTING_PREFIXES
+from tests.support.paths import SHIPPED_IMAGES
+
+# Fixtures by name, available to every test module without an import.
+pytest_plugins = [
+    "tests.support.server",  # server_factory, shared_server: the service as a real process
+    "tests.support.fake_llm",  # fake_llm, llm: a real OpenAI-compatible server process
+    "tests.support.tiny_sdxl",  # tiny_sdxl_dir: a tiny random SDXL pipeline on disk
+    "tests.support.browser",  # browser, new_page, page_problems: Chromium through Playwright
+]
 
 # No model hub is reachable: every from_pretrained must resolve locally, here and in server processes.
 os.environ["HF_HUB_OFFLINE"] = "1"
-
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED_IMAGES = REPO / "pokemon"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_environment(**overrides: str) -> dict[str, str]:
-    """The test process's environment without any setting of ours, plus `overrides`."""
-    prefixes = ("POKEMON_", "SDXL_", "OPENAI_", "LOG_")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
-    env.update(overrides)
-    return env
-
-
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[str]
-    base_url: str
-    log_path: Path
-    verify: ssl.SSLContext | bool = False
-    _stopped: bool = field(default=False, init=False)
-
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, verify=self.verify, timeout=10.0, **kwargs)  # type: ignore[arg-type]
-
-    def log_lines(self) -> list[str]:
-        return self.log_path.read_text(encoding="utf-8").splitlines()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self._stopped = True
-        return int(self.process.returncode)
-
-
-def start_server(
-    tmp_path: Path, env: Mapping[str, str] | None = None, *, tls: bool = False, ready_timeout: float = 30.0
-) -> ServerProcess:
-    """`python -m handlers.server` as a child process; waits until /health answers."""
-    port = free_port()
-    certs = tmp_path / "certs"
-    settings = {
-        "POKEMON_HOST": "127.0.0.1",
-        "POKEMON_PORT": str(port),
-        "POKEMON_IMAGES_DIR": str(SHIPPED_IMAGES),
-        "POKEMON_TLS_CERT": str(certs / "cert.pem"),
-        "POKEMON_TLS_KEY": str(certs / "key.pem"),
-        **(env or {}),
-    }
-    if tls:
-        from handlers.certs import write_dev_certificate
-
-        write_dev_certificate(Path(settings["POKEMON_TLS_CERT"]), Path(settings["POKEMON_TLS_KEY"]))
-    log_path = tmp_path / f"server-{port}.log"
-    log_file = log_path.open("w", encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "handlers.server"],
-        cwd=REPO,
-        env=clean_environment(**settings),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    log_file.close()
-    scheme = "https" if tls else "http"
-    verify = ssl.create_default_context(cafile=settings["POKEMON_TLS_CERT"]) if tls else False
-    server = ServerProcess(process, f"{scheme}://127.0.0.1:{port}", log_path, verify=verify)
-    try:
-        _wait_until_healthy(server, ready_timeout)
-    except BaseException:
-        server.stop(signal.SIGKILL)  # never leave a half-started server behind
-        raise
-    return server
-
-
-def _wait_until_healthy(server: ServerProcess, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log_path.read_text()}")
-        try:
-            with server.client() as client:
-                if client.get("/health").status_code == 200:
-                    return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not answer within {timeout}s:\n{server.log_path.read_text()}")
-
-
-ServerFactory = Callable[..., ServerProcess]
-
-
-@pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
-    started: list[ServerProcess] = []
-
-    def factory(env: Mapping[str, str] | None = None, *, tls: bool = False) -> ServerProcess:
-        server = start_server(tmp_path, env, tls=tls)
-        started.append(server)
-        return server
-
-    yield factory
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One default server for read-only contract tests (rate limit lifted so tests don't interfere)."""
-    server = start_server(tmp_path_factory.mktemp("shared"), {"POKEMON_RATE_LIMIT_PER_MIN": "0"})
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -161,7 +37,7 @@ def _quiet_logs() -> Iterator[None]:
 def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process tests see only the settings they set."""
     for key in list(os.environ):
-        if key.startswith(("POKEMON_", "SDXL_", "OPENAI_", "LOG_")):
+        if key.startswith(SETTING_PREFIXES):
             monkeypatch.delenv(key)
     monkeypatch.setenv("POKEMON_IMAGES_DIR", str(SHIPPED_IMAGES))
     get_settings.cache_clear()

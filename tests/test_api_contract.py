@@ -11,7 +11,8 @@ import ssl
 import httpx
 import pytest
 
-from tests.conftest import SHIPPED_IMAGES, ServerFactory, ServerProcess
+from tests.support.paths import SHIPPED_IMAGES
+from tests.support.server import ServerFactory, ServerProcess
 
 ERROR_KEYS = {"error"}
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, SHIPPED_IMAGES, ServerFactory, clean_environment
+from tests.support.environment import clean_environment
+from tests.support.paths import REPO, SHIPPED_IMAGES
+from tests.support.ports import free_port
+from tests.support.server import ServerFactory
 
 CONTRACT_KEYS = {"imageBase64", "metadata", "generatedAt"}
 METADATA_KEYS = {"id", "name", "rarity", "seed", "nameSource", "imageSource"}
@@ -111,8 +114,6 @@ def test_certs_writes_cert_and_key(tmp_path: Path) -> None:
 
 
 def test_unreachable_url_exits_1_with_one_line() -> None:
-    from tests.conftest import free_port
-
     line = assert_one_line_error(run_cli("generate", "--url", f"http://127.0.0.1:{free_port()}"), 1)
     assert "cannot connect" in line
 

@@ -12,7 +12,8 @@ import pytest
 from core.config import DEFAULT_RARITY_WEIGHTS, Settings, get_settings, load_settings, parse_rarity_weights
 from core.creature import Rarity
 from core.errors import ConfigError
-from tests.conftest import REPO, clean_environment
+from tests.support.environment import clean_environment
+from tests.support.paths import REPO
 
 
 def test_defaults_follow_the_description() -> None:

@@ -20,7 +20,7 @@ from core.creature import Creature, EncodedImage, NameOrigin, Rarity, new_creatu
 from core.errors import ConfigError
 from core.images.base import ImageRequest
 from core.images.files import load_image
-from tests.conftest import SHIPPED_IMAGES
+from tests.support.paths import SHIPPED_IMAGES
 
 
 def test_ids_have_the_contract_shape_and_do_not_repeat() -> None:

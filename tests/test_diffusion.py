@@ -26,7 +26,9 @@ from core.errors import ServiceUnavailable
 from core.health import HealthStatus
 from core.images.base import ImageRequest
 from core.images.diffusion import DiffusionImages, DiffusionRunner, ImageJob, PipelineOptions, build_prompt
-from tests.conftest import REPO, SHIPPED_IMAGES, ServerFactory, ServerProcess, clean_environment
+from tests.support.environment import clean_environment
+from tests.support.paths import REPO, SHIPPED_IMAGES
+from tests.support.server import ServerFactory, ServerProcess, start_server
 
 SIZE = 64
 
@@ -76,8 +78,6 @@ def wait_until_ready(client: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def sdxl_server(tiny_sdxl_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from tests.conftest import start_server
-
     server = start_server(tmp_path_factory.mktemp("sdxl"), sdxl_env(tiny_sdxl_dir, POKEMON_BATCH_WAIT_MS="50"))
     with server.client() as client:
         wait_until_ready(client)

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fake_llm import REPO, FakeLLM, start_fake_llm
+from tests.support.fake_llm import FakeLLM, start_fake_llm
+from tests.support.paths import REPO
 
 REQUEST: dict[str, Any] = {
     "model": "llama3.2:1b",
@@ -288,7 +289,7 @@ def test_stop_releases_a_hanging_request_and_exits_cleanly(sig: signal.Signals) 
 
 def test_only_loopback_hosts_are_accepted() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tests.fake_openai", "--host", "0.0.0.0", "--port", "0"],
+        [sys.executable, "-m", "tests.support.fake_openai", "--host", "0.0.0.0", "--port", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,

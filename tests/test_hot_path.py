@@ -14,7 +14,7 @@ from core.creature import parse_seed
 from core.errors import InvalidRequest
 from handlers.api import create_app
 from handlers.errors import answer_for
-from tests.conftest import SHIPPED_IMAGES
+from tests.support.paths import SHIPPED_IMAGES
 
 CASES: list[tuple[dict[str, str], dict[str, str]]] = [
     ({"seed": "42"}, {"Authorization": "Bearer tok"}),

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, SHIPPED_IMAGES, clean_environment
-from tests.fake_llm import FakeLLM
+from tests.support.environment import clean_environment
+from tests.support.fake_llm import FakeLLM
+from tests.support.paths import REPO, SHIPPED_IMAGES
 
 EVENTS = REPO / "infra" / "events"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

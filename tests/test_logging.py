@@ -19,7 +19,7 @@ from core.eventlog import bind_context, configure_logging, flush_logs, log, unbi
 from core.rarity import RarityTable
 from core.service import CreatureService
 from handlers.api import create_app
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 GOLDEN = Path(__file__).parent / "golden"
 FIXED_TIME = 1762980092.0  # 2025-11-12T20:41:32Z

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from core.metrics import PowertoolsMetrics, PrometheusMetrics, route_label
-from tests.conftest import ServerFactory
+from tests.support.server import ServerFactory
 
 
 def sample(text: str, name: str, **labels: str) -> float:

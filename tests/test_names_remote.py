@@ -14,8 +14,9 @@ from pydantic import SecretStr
 
 from core.names.openai_client import NameServerError, OpenAINameClient
 from core.names.prompts import PROMPTS
-from tests.conftest import ServerFactory, free_port
-from tests.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM
+from tests.support.ports import free_port
+from tests.support.server import ServerFactory
 
 NAMES = ["Aquaclaw", "Voltaran", "Mossquill", "Zephyrix", "Khra'gzathon"]
 

@@ -1,6 +1,6 @@
 """The DynamoDB rate limiter against a real moto server process, over real HTTP.
 
-The server is `tests.moto_locked`: moto with one lock per request, so that conditional writes are atomic
+The server is `tests.support.moto_locked`: moto with one lock per request, so that conditional writes are atomic
 as in DynamoDB and the exactness test tests this limiter, not moto.
 """
 
@@ -29,7 +29,8 @@ from core.config import Settings
 from core.eventlog import configure_logging
 from core.ratelimit import MemoryRateLimiter, RateDecision, TokenBucket
 from core.ratelimit.dynamodb import TTL_MARGIN_SECONDS, DynamoDBRateLimiter
-from tests.conftest import REPO, free_port
+from tests.support.paths import REPO
+from tests.support.ports import free_port
 
 EPOCH = 1_700_000_000.0  # an epoch-like start: exact in binary, with quarter seconds still exact above it
 AWS_ENV = {
@@ -90,7 +91,7 @@ def _create_table(client: Any, table: str) -> None:
 @pytest.fixture(scope="module")
 def moto() -> Iterator[Moto]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.moto_locked", "--port", "0"],
+        [sys.executable, "-m", "tests.support.moto_locked", "--port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

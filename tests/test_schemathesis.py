@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerFactory
+from tests.support.server import ServerFactory
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from core.names.generator import NAME_PATTERN
 from core.names.local import LocalNames
 from core.rarity import RarityTable
 from core.service import CreatureService
-from tests.conftest import SHIPPED_IMAGES
+from tests.support.paths import SHIPPED_IMAGES
 
 
 def build(**overrides: object) -> CreatureService:

@@ -1,4 +1,4 @@
-"""The tiny SDXL folder from tests/tiny_sdxl.py builds, loads through the real diffusers loader, and generates.
+"""The tiny SDXL folder from tests/support/tiny_sdxl.py builds, loads through the real diffusers loader, and generates.
 
 Other tests lean on these properties (seeded, batch-stable, offline), so they are pinned here rather than assumed.
 """
@@ -25,7 +25,7 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import
 from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
 from PIL import Image
 
-from tests.tiny_sdxl import build_tiny_sdxl
+from tests.support.tiny_sdxl import build_tiny_sdxl
 
 PROMPT = "a small fire lizard, pixel art"
 SEED_A = 1234

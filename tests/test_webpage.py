@@ -10,15 +10,9 @@ import re
 
 from playwright.sync_api import Page, Route, expect
 
-from tests.browser import (  # noqa: F401 - the *_fixture functions register the fixtures
-    PHONE,
-    PageFactory,
-    PageProblems,
-    browser_fixture,
-    new_page_fixture,
-    page_problems_fixture,
-)
-from tests.conftest import REPO, ServerFactory, ServerProcess
+from tests.support.browser import PHONE, PageFactory, PageProblems
+from tests.support.paths import REPO
+from tests.support.server import ServerFactory, ServerProcess
 
 ARTIFACTS = REPO / "artifacts"
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"

@@ -1,4 +1,4 @@
-"""The fake OpenAI server (tests/fake_openai.py) as a child process, and the pytest fixtures around it.
+"""The fake OpenAI server (tests/support/fake_openai.py) as a child process, and the pytest fixtures around it.
 
 `fake_llm` starts one server for the whole session; `llm` hands it to a test with the default behaviour and an
 empty request log, so tests can share the process without seeing each other's settings.
@@ -12,13 +12,12 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO, Any, cast
 
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 
 class FakeLLM:
@@ -90,11 +89,11 @@ class FakeLLM:
 
 
 def start_fake_llm(timeout: float = 20.0) -> FakeLLM:
-    """Starts `python -m tests.fake_openai --port 0` and waits for the port it prints."""
+    """Starts `python -m tests.support.fake_openai --port 0` and waits for the port it prints."""
     # A file rather than a pipe: nobody reads stderr while the server runs, and a full pipe would stall it.
     stderr = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_openai", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "tests.support.fake_openai", "--host", "127.0.0.1", "--port", "0"],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -131,16 +130,16 @@ def _read_ready_port(process: subprocess.Popen[str], timeout: float) -> int:
     return int(port)
 
 
-# Explicit names: a module importing these under another name (to keep its test parameters from shadowing the
-# import) still gets the fixtures `fake_llm` and `llm`.
+# Named apart from their functions: `llm` takes the fixture `fake_llm` as a parameter, which would otherwise
+# shadow the function of that name.
 @pytest.fixture(scope="session", name="fake_llm")
-def fake_llm() -> Iterator[FakeLLM]:
+def fake_llm_fixture() -> Iterator[FakeLLM]:
     server = start_fake_llm()
     yield server
     server.stop()
 
 
 @pytest.fixture(name="llm")
-def llm(fake_llm: FakeLLM) -> FakeLLM:
+def llm_fixture(fake_llm: FakeLLM) -> FakeLLM:
     fake_llm.reset()
     return fake_llm

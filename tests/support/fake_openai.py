@@ -1,6 +1,6 @@
 """A stand-in for an OpenAI-compatible LLM server, run as a real process by the tests.
 
-    python -m tests.fake_openai --host 127.0.0.1 --port 0
+    python -m tests.support.fake_openai --host 127.0.0.1 --port 0
 
 prints `READY <port>` once it listens. Chat answers follow a behaviour that tests switch at run time:
 
@@ -452,7 +452,7 @@ def loopback_host(value: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fake_openai", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fake_openai", description=__doc__.splitlines()[0])
     parser.add_argument("--host", type=loopback_host, default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port; READY <port> names it")
     args = parser.parse_args(argv)

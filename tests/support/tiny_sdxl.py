@@ -30,8 +30,9 @@ Things measured while writing this, worth knowing for anything that loads the fo
 The default image size of the saved pipeline is 64×64 (UNet sample_size 8 × VAE factor 8), so a caller that forgets
 width/height still gets the cheap size; any multiple of 8 works (512×512 takes about 0.2 s).
 
-torch, diffusers and transformers are imported inside the functions: conftest imports this module in every test
-session, and most sessions never build the pipeline, so they should not pay for the multi-second diffusers import.
+torch, diffusers and transformers are imported inside the functions: every test session loads this module as a
+plugin (tests/conftest.py), and most sessions never build the pipeline, so they should not pay for the multi-second
+diffusers import.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Browser fixtures: Debian's Chromium (`/usr/bin/chromium`) driven by Playwright for Python.
 
-The fixtures are `browser`, `new_page` and `page_problems`; a test module imports the `*_fixture` functions
-(registered under those names) to use them.
+The fixtures are `browser`, `new_page` and `page_problems`, registered for every test module by tests/conftest.py
+(the functions are named `*_fixture` so that a fixture's parameter does not shadow another fixture's function).
 
 Playwright's own browser downloads are never used: the browser is the system package, which `make test`
 installs (`apt-get install -y chromium`). A missing browser fails the tests loudly instead of skipping them.
@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, ViewportSize, sync_playwright
+
+if TYPE_CHECKING:
+    # Every test session loads this plugin; only the browser tests should pay for importing Playwright.
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,13 +32,15 @@ CHROMIUM_ARGS = [
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
-PageFactory = Callable[..., Page]
+PageFactory = Callable[..., "Page"]
 
 
 # Module scope, not session: while Playwright's sync API is open the main thread counts as running an
 # event loop, and every later test that calls asyncio.run would fail.
 @pytest.fixture(scope="module", name="browser")
 def browser_fixture() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
     if not CHROMIUM.is_file():
         pytest.fail(
             f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. Run the README's test command, "

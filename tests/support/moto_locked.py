@@ -1,6 +1,6 @@
 """moto's DynamoDB as a real HTTP server process, one request at a time.
 
-    python -m tests.moto_locked --port 0
+    python -m tests.support.moto_locked --port 0
 
 prints `READY <port>` once it listens on 127.0.0.1 and exits on SIGTERM or SIGINT.
 
