@@ -19,8 +19,7 @@ from core.eventlog import log
 from handlers.context import AppContext
 from handlers.errors import JSON_CONTENT_TYPE, RawHeaders, answer_for
 from handlers.middleware import client_address, header_value
-
-PATH = "/v1/generate"
+from handlers.routes import GENERATE_PATH
 
 
 def seed_from_query(query_string: bytes) -> int | None:
@@ -60,9 +59,9 @@ class GenerateEndpoint:
             creature = await context.service.generate(seed)
         except PokemonError as exc:
             if isinstance(exc, InvalidRequest):
-                log.info("request.invalid", path=PATH, reason=str(exc))
+                log.info("request.invalid", path=GENERATE_PATH, reason=str(exc))
             elif isinstance(exc, ServiceUnavailable):
-                log.warning("service.unavailable", path=PATH, retry_after=exc.retry_after)
+                log.warning("service.unavailable", path=GENERATE_PATH, retry_after=exc.retry_after)
             answer = answer_for(exc)
             return answer.status_code, answer.raw_headers(), answer.body()
         headers = [JSON_CONTENT_TYPE, *_raw(rate_headers)] if rate_headers else [JSON_CONTENT_TYPE]
@@ -83,7 +82,7 @@ class GenerateRouteMiddleware:
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["path"] == GENERATE_PATH and scope["method"] == "GET":
             await self.endpoint(scope, receive, send)
         else:
             await self.app(scope, receive, send)

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import io
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from core import wiring
+from core.config import load_settings
+from core.creature import Rarity
+from core.rarity import RarityTable
+from core.service import CreatureService
+from core.version import version
+from handlers.cli.batch import BatchResult, Progress, run_batch, summary_lines
+from handlers.cli.client import InProcessClient
 from tests.support.environment import clean_environment
 from tests.support.paths import REPO, SHIPPED_IMAGES
 from tests.support.ports import free_port
@@ -108,6 +120,87 @@ def test_certs_writes_cert_and_key(tmp_path: Path) -> None:
     assert "PRIVATE KEY" in key.read_text()
     assert run_cli(*args).returncode == 1  # refuses to overwrite ...
     assert run_cli(*args, "--force").returncode == 0  # ... unless told to
+
+
+def test_version_through_the_entry_point() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"pokemon {version()}\n"
+
+
+def test_light_commands_leave_the_web_stack_unloaded() -> None:
+    # --help, --version and the remote commands start in a blink only if the server's stack stays out.
+    script = f"""
+import sys
+from handlers.cli import main
+for argv in (["--help"], ["--version"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+main(["generate", "--url", "http://127.0.0.1:{free_port()}"])
+print(sorted({{name.split(".")[0] for name in sys.modules}} & {{"starlette", "fastapi", "uvicorn"}}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def _service_with_fixed_id_and_clock() -> CreatureService:
+    """Two calls with one seed give the very same creature, id and timestamp included."""
+    settings = load_settings(images_dir=SHIPPED_IMAGES)
+    return CreatureService(
+        names=wiring.build_name_source(settings),
+        images=wiring.build_image_source(settings),
+        rarity=RarityTable(settings.rarity_weights),
+        clock=lambda: 0.0,
+        new_id=lambda: "pkm_FIXED0000000",
+    )
+
+
+def test_in_process_client_takes_the_creature_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = _service_with_fixed_id_and_clock()
+    creature = asyncio.run(service.generate(7))
+
+    def no_parsing(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the in-process path parsed JSON")
+
+    monkeypatch.setattr(json, "loads", no_parsing)
+    generated = asyncio.run(InProcessClient(service).generate(7))
+    assert generated.png == base64.b64decode(creature.image.base64_png)
+    assert generated.png.startswith(b"\x89PNG")
+    assert generated.metadata == creature.metadata()
+    assert generated.generated_at == creature.generated_at
+    assert generated.raw == creature.to_json_bytes()  # what --json prints: the API's wire form
+
+
+def test_batch_summary_orders_rarities_as_the_domain_does(tmp_path: Path) -> None:
+    result = BatchResult(rarities=Counter({"S+": 2, "A": 3, "F": 1}))
+    rarity_line = summary_lines(result, elapsed=1.0, directory=tmp_path)[1]
+    assert rarity_line.split()[1::2] == [rarity.value for rarity in Rarity]
+    assert rarity_line == "  rarity   F 1  E 0  D 0  C 0  B 0  A 3  S 0  S+ 2"
+
+
+def test_in_process_batch_counts_s_plus_as_s_plus(tmp_path: Path) -> None:
+    # In-process metadata holds `Rarity` members, which hash by member name (S_PLUS): they must still count
+    # under the tier's text.
+    settings = load_settings(images_dir=SHIPPED_IMAGES, rarity_weights="F=0,E=0,D=0,C=0,B=0,A=0,S=0,S+=1")
+    client = InProcessClient(wiring.build_service(settings))
+    progress = Progress(3, io.StringIO())
+    run = run_batch(client, count=3, directory=tmp_path, concurrency=2, seed_start=None, progress=progress)
+    result = asyncio.run(run)
+    assert result.rarities == Counter({"S+": 3})
+    assert summary_lines(result, elapsed=1.0, directory=tmp_path)[1].endswith("S 0  S+ 3")
+    sidecar = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert sidecar["metadata"]["rarity"] == "S+"
 
 
 # ------------------------------------------------------------------------------------------ remote

@@ -1,0 +1,173 @@
+"""Where the command line gets its creatures: a running server over HTTP, or the service in this process."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+from handlers.cli.errors import CliError, one_line
+from handlers.routes import GENERATE_PATH
+
+if TYPE_CHECKING:
+    from core.creature import Creature
+    from core.service import CreatureService
+
+# Statuses that will fail every request of a batch the same way: stop sending rather than repeat them.
+FATAL_STATUSES = frozenset({401, 403, 404, 405})
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedCreature:
+    """One creature in the API's terms: its wire JSON (printed verbatim by --json) and the parts we use."""
+
+    raw: bytes
+    png: bytes
+    metadata: dict[str, Any]
+    generated_at: str
+
+    @classmethod
+    def from_wire(cls, raw: bytes) -> GeneratedCreature:
+        """Check the API's shape before anything is written: a bad answer is one clear error, not a KeyError."""
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise CliError("the answer is not JSON") from None
+        if not isinstance(payload, dict):
+            raise CliError("the answer is not a JSON object")
+        image, metadata, generated_at = payload.get("imageBase64"), payload.get("metadata"), payload.get("generatedAt")
+        if not isinstance(image, str) or not isinstance(metadata, dict) or not isinstance(generated_at, str):
+            raise CliError("the answer lacks imageBase64, metadata or generatedAt")
+        try:
+            png = base64.b64decode(image, validate=True)
+        except (binascii.Error, ValueError):
+            raise CliError("imageBase64 is not valid base64") from None
+        return cls(raw=raw, png=png, metadata=metadata, generated_at=generated_at)
+
+    @classmethod
+    def from_creature(cls, creature: Creature) -> GeneratedCreature:
+        """The core's creature as is: its wire JSON is encoded for --json only, never parsed back."""
+        return cls(
+            raw=creature.to_json_bytes(),
+            png=base64.b64decode(creature.image.base64_png),
+            metadata=creature.metadata(),
+            generated_at=creature.generated_at,
+        )
+
+    @property
+    def id(self) -> str:
+        return str(self.metadata.get("id", "?"))
+
+    @property
+    def rarity(self) -> str:
+        # str(): in-process metadata holds a `Rarity`, whose hash is its member name ("S_PLUS"), not "S+".
+        return str(self.metadata.get("rarity", "?"))
+
+
+class CreatureClient(Protocol):
+    async def generate(self, seed: int | None) -> GeneratedCreature: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpClient:
+    """`GET /v1/generate` on a running server; one pooled connection set shared by every concurrent request."""
+
+    def __init__(self, url: str, *, token: str | None, insecure: bool, timeout: float) -> None:
+        self.endpoint = generate_url(url)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(headers=headers, verify=not insecure, timeout=timeout)
+
+    async def generate(self, seed: int | None) -> GeneratedCreature:
+        params = {"seed": str(seed)} if seed is not None else None
+        try:
+            response = await self._http.get(self.endpoint, params=params)
+        except httpx.ConnectError as exc:
+            hint = " (a self-signed certificate? try --insecure)" if "CERTIFICATE" in str(exc).upper() else ""
+            raise CliError(f"cannot connect to {self.endpoint}: {one_line(exc)}{hint}", fatal=True) from None
+        except httpx.TimeoutException as exc:
+            raise CliError(f"{self.endpoint} did not answer in time ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.endpoint} failed: {one_line(exc)}", fatal=True) from None
+        if response.status_code >= 400:
+            raise api_error(response)
+        return GeneratedCreature.from_wire(response.content)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def generate_url(url: str) -> str:
+    """Accept the server's base URL (as in the README) or the full endpoint URL."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        raise CliError(f"invalid --url {url!r}", exit_code=2) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise CliError(f"invalid --url {url!r}: expected http(s)://host[:port]", exit_code=2)
+    base = url.rstrip("/")
+    return base if base.endswith(GENERATE_PATH) else base + GENERATE_PATH
+
+
+def api_error(response: httpx.Response) -> CliError:
+    """The API's `{"error": {"code", "message"}}`, or the bare status when the answer is not the API's."""
+    code, message = "", ""
+    try:
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            code, message = str(error.get("code", "")), str(error.get("message", ""))
+    except ValueError:
+        pass
+    text = f"{message or response.reason_phrase or 'request failed'} ({code + ', ' if code else ''}"
+    text += f"HTTP {response.status_code})"
+    retry_after = response.headers.get("Retry-After")
+    if response.status_code in (429, 503) and retry_after:
+        text += f"; retry after {retry_after}s (Retry-After)"
+    return CliError(text, fatal=response.status_code in FATAL_STATUSES)
+
+
+class InProcessClient:
+    """The service itself, called in this process: no server, no HTTP, no JSON in between."""
+
+    def __init__(self, service: CreatureService) -> None:
+        self._service = service
+
+    @classmethod
+    def from_environment(cls) -> InProcessClient:
+        """The service built from the environment exactly as the server builds it."""
+        # Imported here: `pokemon --help` and the remote commands should not pay for the backends.
+        from core import wiring
+        from core.config import load_settings
+        from core.errors import ConfigError
+        from core.eventlog import configure_logging
+
+        try:
+            settings = load_settings()
+            # Logs go to stderr so stdout stays the summary or pure JSON; without an explicit LOG_LEVEL the
+            # per-creature INFO lines would drown a batch's output, so a CLI run shows warnings and up.
+            level = settings.log_level if "LOG_LEVEL" in os.environ else "WARNING"
+            configure_logging(level=level, json_lines=settings.log_json, stream=sys.stderr, background=False)
+            return cls(wiring.build_service(settings))
+        except ConfigError as exc:
+            raise CliError(str(exc), exit_code=2) from None
+
+    async def generate(self, seed: int | None) -> GeneratedCreature:
+        from core.errors import ConfigError, GenerationFailed, ServiceUnavailable
+
+        try:
+            creature = await self._service.generate(seed)
+        except ConfigError as exc:  # a backend can still refuse its settings when it starts
+            raise CliError(str(exc), exit_code=2, fatal=True) from None
+        except (GenerationFailed, ServiceUnavailable) as exc:
+            raise CliError(f"generation failed: {exc}") from None
+        return GeneratedCreature.from_creature(creature)
+
+    async def aclose(self) -> None:
+        await self._service.aclose()
