@@ -65,7 +65,7 @@ lock: | $(BIN)/activate
 	  echo "# infra/lambda/Makefile). Edit pyproject.toml, then run \`make lock\`; never edit by hand."; \
 	  $(VENV)/lock/bin/python -m pip freeze --exclude-editable --exclude pokemon-generator-api \
 	    | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(CONSTRAINTS)
-	rm -rf $(VENV)/lock
+	rm -rf $(VENV)/lock build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
