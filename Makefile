@@ -53,7 +53,7 @@ test: lint chromium
 	$(BIN)/python -m pytest
 
 bench: install-dev
-	$(BIN)/python bench/bench_server.py
+	$(BIN)/python -m bench.bench_server
 
 # Re-resolve from pyproject.toml's bounds and pin the result: run after changing a dependency, then commit
 # constraints.txt. torch is pinned without its local build tag (+cpu here, +cu128 in the GPU image).

@@ -2,8 +2,8 @@
 
 It measures what FastAPI + uvicorn cost on this machine with nothing of the service in the way (no
 middleware, no dependencies, no logging, no generation), so `bench_server.py` can report the real
-service's throughput as a fraction of it. Started by `bench_server.py`; configured through the
-environment:
+service's throughput as a fraction of it. Started by `bench_server.py` as `python -m bench.bare_app`;
+configured through the environment:
 
     BENCH_BODY_DIR   the exact bytes of real responses, one file each (one per image, so that the
                      baseline sends the same mix of sizes as the service); served in turn

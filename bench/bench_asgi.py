@@ -6,7 +6,7 @@ the median microseconds per request, the service's cost above the bare FastAPI a
 ratio bare/real that those costs imply (sockets excluded: the wrk benchmark includes them). Variants
 switch logging and the rate limiter off to show what each costs.
 
-    .venv/bin/python bench/bench_asgi.py [--rounds 7] [--requests 3000]
+    .venv/bin/python -m bench.bench_asgi [--rounds 7] [--requests 3000]
 """
 
 from __future__ import annotations
@@ -18,18 +18,14 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
-
-import bare_app  # noqa: E402
-
-from core.config import load_settings  # noqa: E402
-from core.eventlog import configure_logging  # noqa: E402
-from core.metrics import PrometheusMetrics  # noqa: E402
-from handlers.api import create_app  # noqa: E402
+from bench import bare_app
+from core.config import load_settings
+from core.eventlog import configure_logging
+from core.metrics import PrometheusMetrics
+from handlers.api import create_app
+from tests.support.paths import SHIPPED_IMAGES
 
 Message = dict[str, Any]
 
@@ -85,7 +81,7 @@ async def time_round(app: Any, requests: int) -> float:
 
 
 async def measure(overrides: dict[str, Any], rounds: int, requests: int) -> tuple[float, float]:
-    settings = load_settings(**{"images_dir": REPO / "pokemon", "rate_limit_per_min": 10**9, **overrides})
+    settings = load_settings(**{"images_dir": SHIPPED_IMAGES, "rate_limit_per_min": 10**9, **overrides})
     # Lines are formatted as in production and handed to the writer thread, which writes them nowhere.
     configure_logging(level=settings.log_level, stream=open_sink())
     real = create_app(settings, metrics=PrometheusMetrics())  # as handlers.server does

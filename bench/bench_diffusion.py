@@ -1,8 +1,8 @@
 """What micro-batching buys: `/v1/generate` on the `sdxl` backend at concurrency 1 and 8, on CPU, with wrk.
 
-    .venv/bin/python bench/bench_diffusion.py [--rounds 3] [--duration 5] [--size 64] [--max-batch 1] [--json PATH]
+    .venv/bin/python -m bench.bench_diffusion [--rounds 3] [--duration 5] [--size 64] [--max-batch 1] [--json PATH]
 
-Builds the tiny random SDXL pipeline of tests/tiny_sdxl.py into a temporary folder and starts the real
+Builds the tiny random SDXL pipeline of tests/support/tiny_sdxl.py into a temporary folder and starts the real
 service on it (`python -m handlers.server`, POKEMON_GENERATION_BACKEND=sdxl, SDXL_DEVICE=cpu), so the
 request goes through the real loader, batcher, pipeline call and PNG encoding. The server is pinned to
 CPU 0 and `wrk -t1` to CPU 1; rounds alternate -c1, -c8, -c1, -c8, … and each -c8 round is divided by
@@ -18,273 +18,23 @@ Exit status: 0 done, 1 INVALID (failed requests or fallback images), 2 could not
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
-import importlib.metadata
 import io
-import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_server import (
-    HOST,
-    REPO,
-    BenchError,
-    Processes,
-    WrkResult,
-    base_env,
-    environment,
-    finish,
-    free_port,
-    http_get,
-    run_wrk,
-    wait_healthy,
-)
+from bench.harness import BenchError, Processes, Server, require_cpus, setting
+from bench.report import Outcome, environment, finish, outcome_of, versions
+from bench.sdxl_service import Batches, build_tiny_pipeline, format_distribution, measure_wrk, probe, start_service
+from bench.wrk import WrkResult, require_wrk, run_wrk
 
 TARGET_SPEEDUP = 2.0
 CONCURRENCIES = (1, 8)
-READY_TIMEOUT_S = 300.0
-BUILD_TIMEOUT_S = 600.0
-# After wrk stops, requests still in flight finish and log; the log is read once it has been quiet this
-# long, so that a round's batches are not counted in the next round.
-LOG_QUIET_S = 0.3
-LOG_SETTLE_MAX_S = 10.0
-
-_BUILD_TINY = (
-    "import sys; from pathlib import Path; from tests.tiny_sdxl import build_tiny_sdxl;"
-    " build_tiny_sdxl(Path(sys.argv[1]))"
-)
-
-
-# --- the pipeline and the service ---------------------------------------------------------------
-
-
-def build_tiny_pipeline(folder: Path) -> Path:
-    """tests/tiny_sdxl.py's pipeline, built in a child process.
-
-    A child, so that this process never imports torch: its thread pools would make the fork behind
-    every pinned `Popen(preexec_fn=...)` unsafe, and the import alone costs seconds.
-    """
-    env = {**base_env(), "HF_HUB_OFFLINE": "1"}
-    try:
-        completed = subprocess.run(
-            [sys.executable, "-c", _BUILD_TINY, str(folder)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"building the tiny pipeline took over {BUILD_TIMEOUT_S:.0f} s") from None
-    if completed.returncode != 0:
-        tail = (completed.stderr or completed.stdout)[-2000:]
-        raise BenchError(f"building the tiny pipeline failed ({completed.returncode}):\n{tail}")
-    return folder
-
-
-@dataclass(frozen=True, slots=True)
-class Service:
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-
-def service_env(
-    port: int, scratch: Path, *, model: Path, width: int, height: int, device: str, overrides: dict[str, str]
-) -> dict[str, str]:
-    return {
-        **base_env(),
-        "POKEMON_HOST": HOST,
-        "POKEMON_PORT": str(port),
-        "POKEMON_GENERATION_BACKEND": "sdxl",
-        "POKEMON_RATE_LIMIT_PER_MIN": "0",
-        # Paths that do not exist: the server then serves plain HTTP, which is what wrk speaks here.
-        "POKEMON_TLS_CERT": str(scratch / "no-cert.pem"),
-        "POKEMON_TLS_KEY": str(scratch / "no-key.pem"),
-        "SDXL_TURBO_MODEL": str(model),
-        "SDXL_WIDTH": str(width),
-        "SDXL_HEIGHT": str(height),
-        "SDXL_DEVICE": device,
-        "HF_HUB_OFFLINE": "1",
-        "LOG_JSON": "1",
-        "LOG_LEVEL": "INFO",  # sdxl.generate, the batch sizes, is an INFO line
-        **overrides,
-    }
-
-
-def _spawn(
-    processes: Processes, argv: Sequence[str], *, cpu: int | None, env: dict[str, str], log_path: Path
-) -> subprocess.Popen[bytes]:
-    if cpu is not None:
-        return processes.spawn(argv, cpu=cpu, env=env, log_path=log_path)
-    # Unpinned (a GPU server wants its cores for PNG encoding and the CUDA launch thread).
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    processes.started.append(process)
-    return process
-
-
-def _log_tail(log_path: Path, chars: int = 3000) -> str:
-    # Without the per-request lines: the health polling would push the load failure out of view.
-    lines = log_path.read_text(errors="replace").splitlines()
-    return "\n".join(line for line in lines if '"http.re' not in line)[-chars:]
-
-
-def wait_ready(service: Service, timeout: float) -> float:
-    """Waits for `/health/ready` (the model loaded and warmed), then checks the sdxl backend is what serves.
-
-    Returns the seconds it waited. A load failure also ends in "ready" — the files backend serving —
-    which would make this a benchmark of the wrong thing, hence the component check.
-    """
-    began = time.monotonic()
-    deadline = began + timeout
-    while True:
-        if service.process.poll() is not None:
-            status = service.process.returncode
-            raise BenchError(f"the service exited with status {status}; its log ends:\n{_log_tail(service.log_path)}")
-        with contextlib.suppress(OSError):
-            status, _ = http_get(service.port, "/health/ready", timeout=2.0)
-            if status == 200:
-                break
-        if time.monotonic() > deadline:
-            raise BenchError(
-                f"the model was not ready within {timeout:.0f} s; the log ends:\n{_log_tail(service.log_path)}"
-            )
-        time.sleep(0.25)
-    waited = time.monotonic() - began
-    _, body = http_get(service.port, "/health")
-    health = json.loads(body)
-    images = health["components"]["images"]
-    if health["backend"] != "sdxl" or images["status"] != "ok":
-        raise BenchError(f"the sdxl backend is not serving: {images}; the log ends:\n{_log_tail(service.log_path)}")
-    return waited
-
-
-def png_size(image_base64: str) -> tuple[int, int]:
-    # The IHDR chunk is always first: width and height are bytes 16..24 of any PNG.
-    header = base64.b64decode(image_base64[:32])
-    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
-
-
-def probe(service: Service, width: int, height: int) -> int:
-    """One request: answered 200, by the sdxl backend, at the configured size. Returns the response size."""
-    status, body = http_get(service.port, "/v1/generate", timeout=120.0)
-    if status != 200:
-        raise BenchError(f"GET /v1/generate answered {status}: {body[:300]!r}")
-    payload = json.loads(body)
-    source = payload["metadata"]["imageSource"]
-    size = png_size(payload["imageBase64"])
-    if source != "sdxl" or size != (width, height):
-        raise BenchError(f"expected a {width}×{height} sdxl image, got a {size[0]}×{size[1]} {source} image")
-    return len(body)
-
-
-def start_service(
-    processes: Processes,
-    scratch: Path,
-    *,
-    name: str,
-    model: Path,
-    width: int,
-    height: int,
-    device: str,
-    cpu: int | None,
-    overrides: dict[str, str],
-    ready_timeout: float = READY_TIMEOUT_S,
-) -> tuple[Service, float]:
-    """Starts the service and waits until it serves sdxl images; returns it and the seconds that took."""
-    began = time.monotonic()
-    port = free_port()
-    log_path = scratch / f"{name}.log"
-    env = service_env(port, scratch, model=model, width=width, height=height, device=device, overrides=overrides)
-    process = _spawn(processes, [sys.executable, "-m", "handlers.server"], cpu=cpu, env=env, log_path=log_path)
-    service = Service(port, process, log_path)
-    wait_healthy(process, port, log_path, name)
-    wait_ready(service, ready_timeout)
-    return service, time.monotonic() - began
-
-
-# --- the server's log ---------------------------------------------------------------------------
-
-
-@dataclass
-class Batches:
-    sizes: list[int] = field(default_factory=list)
-    durations_ms: list[float] = field(default_factory=list)
-    fallbacks: int = 0  # batches the pipeline failed, served with files images instead
-
-    def extend(self, other: Batches) -> None:
-        self.sizes += other.sizes
-        self.durations_ms += other.durations_ms
-        self.fallbacks += other.fallbacks
-
-    @property
-    def mean_size(self) -> float:
-        return statistics.fmean(self.sizes) if self.sizes else 0.0
-
-    def distribution(self) -> dict[int, int]:
-        return dict(sorted(Counter(self.sizes).items()))
-
-
-def settle(log_path: Path) -> int:
-    """The log's length once it has stopped growing: the offset where the next round's lines begin."""
-    deadline = time.monotonic() + LOG_SETTLE_MAX_S
-    size = log_path.stat().st_size
-    while time.monotonic() < deadline:
-        time.sleep(LOG_QUIET_S)
-        now = log_path.stat().st_size
-        if now == size:
-            break
-        size = now
-    return size
-
-
-def read_batches(log_path: Path, start: int = 0, end: int | None = None) -> Batches:
-    """`sdxl.generate` and `sdxl.fallback` lines between two byte offsets of the server's JSON log."""
-    batches = Batches()
-    with log_path.open("rb") as stream:
-        stream.seek(start)
-        chunk = stream.read() if end is None else stream.read(max(0, end - start))
-    for line in chunk.splitlines():
-        if b'"sdxl.' not in line:
-            continue
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            record = json.loads(line)
-            extra = record.get("extra", {})
-            if record["message"] == "sdxl.generate":
-                batches.sizes.append(int(extra["batch_size"]))
-                batches.durations_ms.append(float(extra["duration_ms"]))
-            elif record["message"] == "sdxl.fallback":
-                batches.fallbacks += 1
-    return batches
-
-
-def measure_wrk(service: Service, *, connections: int, seconds: float, cpu: int) -> tuple[WrkResult, Batches]:
-    """One wrk run and the batches the server ran for it."""
-    start = settle(service.log_path)
-    result = run_wrk(service.port, connections=connections, seconds=seconds, cpu=cpu)
-    return result, read_batches(service.log_path, start, settle(service.log_path))
 
 
 # --- the measurement ----------------------------------------------------------------------------
@@ -306,7 +56,7 @@ class Level:
         return sum(result.errors for result in self.results)
 
 
-def measure(service: Service, args: argparse.Namespace) -> dict[int, Level]:
+def measure(service: Server, args: argparse.Namespace) -> dict[int, Level]:
     levels = {connections: Level(connections) for connections in CONCURRENCIES}
     for connections in CONCURRENCIES:
         # Warm-up: the allocator, the PNG encoder and torch's per-shape caches settle before anything counts.
@@ -329,10 +79,6 @@ def measure(service: Service, args: argparse.Namespace) -> dict[int, Level]:
 
 
 # --- report -------------------------------------------------------------------------------------
-
-
-def format_distribution(distribution: dict[int, int]) -> str:
-    return " ".join(f"{size}:{count}" for size, count in distribution.items()) or "none"
 
 
 def build_report(levels: dict[int, Level], args: argparse.Namespace, extras: dict[str, object]) -> dict[str, object]:
@@ -407,7 +153,7 @@ def render(report: dict[str, object]) -> str:
     if not report["valid"]:
         out.write("  INVALID RUN: failed requests or fallback (files) images; the figures do not count\n")
     out.write(
-        f"\nservice: sdxl backend, tiny random SDXL pipeline (tests/tiny_sdxl.py),"
+        f"\nservice: sdxl backend, tiny random SDXL pipeline (tests/support/tiny_sdxl.py),"
         f" {settings['size']}×{settings['size']},"
         f" SDXL_DEVICE=cpu, POKEMON_MAX_BATCH={settings['max_batch']}, response ~{report['response_bytes']} bytes,"
         f" ready {report['ready_s']:.1f} s after start\n"
@@ -428,13 +174,6 @@ def render(report: dict[str, object]) -> str:
 # --- entry point --------------------------------------------------------------------------------
 
 
-def _setting(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_diffusion",
@@ -448,7 +187,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU the service is pinned to (default 0)")
     parser.add_argument("--wrk-cpu", type=int, default=1, help="CPU wrk is pinned to (default 1)")
     parser.add_argument(
-        "--env", action="append", default=[], type=_setting, metavar="KEY=VALUE", help="an extra service setting"
+        "--env", action="append", default=[], type=setting, metavar="KEY=VALUE", help="an extra service setting"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON here")
     parser.add_argument("--fail-on-miss", action="store_true", help="exit 3 when c8/c1 misses the target")
@@ -463,27 +202,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def check_prerequisites(args: argparse.Namespace) -> None:
-    if shutil.which("wrk") is None:
-        raise BenchError("wrk is not installed; install it with: apt-get update && apt-get install -y wrk")
-    available = os.sched_getaffinity(0)
-    if args.server_cpu == args.wrk_cpu or not {args.server_cpu, args.wrk_cpu} <= available:
-        raise BenchError(f"need two distinct available CPUs for --server-cpu/--wrk-cpu; available: {sorted(available)}")
+    require_wrk()
+    require_cpus(args.server_cpu, args.wrk_cpu)
     probe_imports = "import torch, diffusers; print(torch.__version__, diffusers.__version__)"
     completed = subprocess.run(
         [sys.executable, "-c", probe_imports], capture_output=True, text=True, timeout=120, check=False
     )
     if completed.returncode != 0:
         raise BenchError("torch and diffusers are needed: pip install -e '.[diffusion]' (see README)")
-
-
-def versions(*packages: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for package in packages:
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -524,11 +250,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def measure_all() -> dict[str, object]:
+    def measure() -> Outcome:
         check_prerequisites(args)
-        return run(args)
+        return outcome_of(run(args), render)
 
-    return finish("bench_diffusion", args, measure_all, render)
+    return finish("bench_diffusion", measure, json_path=args.json, fail_on_miss=args.fail_on_miss)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The sdxl backend at full size on a GPU: per-image latency and throughput against the issue's targets.
 
-    .venv/bin/python bench/bench_gpu.py                        # H100: full-size SDXL, 512×512, eager and compiled
-    .venv/bin/python bench/bench_gpu.py --tiny --device cpu --size 64 --runs 5 --duration 2 --warmup 1
+    .venv/bin/python -m bench.bench_gpu                        # H100: full-size SDXL, 512×512, eager and compiled
+    .venv/bin/python -m bench.bench_gpu --tiny --device cpu --size 64 --runs 5 --duration 2 --warmup 1
                                                                # CPU smoke run of the same flow
 
 No checkpoint is downloaded: the script builds SDXL Turbo's architecture (its public configs: a 2.6 B
@@ -32,7 +32,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -44,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_diffusion import (
+from bench.harness import BenchError, Processes, base_env, setting, spawn
+from bench.report import Outcome, environment, finish, versions
+from bench.sdxl_service import (
     Batches,
     build_tiny_pipeline,
     format_distribution,
@@ -54,11 +53,11 @@ from bench_diffusion import (
     probe,
     service_env,
     start_service,
-    versions,
 )
-from bench_server import REPO, BenchError, Processes, WrkResult, base_env, environment, run_wrk
+from bench.wrk import WrkResult, require_wrk, run_wrk
 
-THIS_FILE = Path(__file__).resolve()
+# The steps that import torch run in children: `python -m bench.bench_gpu --worker STEP …`.
+WORKER_MODULE = "bench.bench_gpu"
 TARGET_P50_MS = 60.0
 TARGET_IMAGES_PER_S = 40.0
 TARGET_CONCURRENCY = 32
@@ -340,7 +339,7 @@ def time_pipeline(runs: int, warmup_runs: int, batch: int, batch_runs: int) -> d
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    """`bench_gpu.py --worker STEP OUT [ARGS…]`: one step in its own process, its result as JSON in OUT."""
+    """`python -m bench.bench_gpu --worker STEP OUT [ARGS…]`: one step in its own process, its result as JSON in OUT."""
     step, out, *rest = argv
     if step == "info":
         result = device_info(rest[0])
@@ -390,17 +389,8 @@ def run_worker(
         raise StepSkipped(f"{label}: skipped, {max(0.0, budget.left):.0f} s of --budget left")
     out = scratch / f"{label}.json"
     log_path = scratch / f"{label}.log"
-    argv = [sys.executable, str(THIS_FILE), "--worker", step, str(out), *args]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    argv = [sys.executable, "-m", WORKER_MODULE, "--worker", step, str(out), *args]
+    process = spawn(argv, env=env, log_path=log_path, cpu=None)
     try:
         process.wait(timeout=budget.left)
     except subprocess.TimeoutExpired:
@@ -565,7 +555,7 @@ def render(variants: list[Variant], info: dict[str, Any], build: dict[str, Any],
         f" | transformers {info.get('transformers')}\n"
     )
     if args.tiny:
-        model = "tiny random SDXL (tests/tiny_sdxl.py) — smoke run, no verdicts"
+        model = "tiny random SDXL (tests/support/tiny_sdxl.py) — smoke run, no verdicts"
     elif args.model is not None:
         model = f"{args.model} (--model)"
     else:
@@ -619,13 +609,6 @@ def render(variants: list[Variant], info: dict[str, Any], build: dict[str, Any],
 # --- entry point --------------------------------------------------------------------------------
 
 
-def _setting(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def _concurrency(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",")]
@@ -668,7 +651,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--env",
         action="append",
         default=[],
-        type=_setting,
+        type=setting,
         metavar="KEY=VALUE",
         help="a service setting for every step, e.g. SDXL_ATTENTION_SLICING=0 (repeatable)",
     )
@@ -738,7 +721,7 @@ def run(args: argparse.Namespace) -> tuple[list[Variant], dict[str, Any], dict[s
     return variants, info, build
 
 
-def to_json(variants: list[Variant], info: dict[str, Any], build: dict[str, Any], args: argparse.Namespace) -> str:
+def figures(variants: list[Variant], info: dict[str, Any], build: dict[str, Any], args: argparse.Namespace) -> object:
     def server(result: ServerResult | None) -> object:
         if result is None:
             return None
@@ -758,20 +741,17 @@ def to_json(variants: list[Variant], info: dict[str, Any], build: dict[str, Any]
             },
         }
 
-    return json.dumps(
-        {
-            "device": info,
-            "build": build,
-            "arguments": {key: str(value) for key, value in vars(args).items()},
-            "variants": {
-                variant.name: {"pipeline": variant.pipeline, "server": server(variant.server), "notes": variant.notes}
-                for variant in variants
-            },
-            "environment": environment(),
-            **versions("torch", "diffusers"),
+    return {
+        "device": info,
+        "build": build,
+        "arguments": {key: str(value) for key, value in vars(args).items()},
+        "variants": {
+            variant.name: {"pipeline": variant.pipeline, "server": server(variant.server), "notes": variant.notes}
+            for variant in variants
         },
-        indent=2,
-    )
+        "environment": environment(),
+        **versions("torch", "diffusers"),
+    }
 
 
 def failed(variants: list[Variant]) -> bool:
@@ -800,23 +780,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--worker"]:
         return worker_main(argv[1:])
     args = parse_args(argv)
-    if shutil.which("wrk") is None and args.parts != "pipeline":
-        print("bench_gpu: wrk is not installed; apt-get update && apt-get install -y wrk", file=sys.stderr)
-        return 2
-    try:
+
+    def measure() -> Outcome:
+        if args.parts != "pipeline":
+            require_wrk()
         variants, info, build = run(args)
-    except BenchError as exc:
-        print(f"bench_gpu: {exc}", file=sys.stderr)
-        return 2
-    print(render(variants, info, build, args))
-    if args.json is not None:
-        args.json.write_text(to_json(variants, info, build, args) + "\n")
-        print(f"figures written to {args.json}")
-    if failed(variants):
-        return 1
-    if args.fail_on_miss and missed(variants, args):
-        return 3
-    return 0
+        return Outcome(
+            render(variants, info, build, args),
+            lambda: figures(variants, info, build, args),
+            valid=not failed(variants),
+            missed=missed(variants, args),
+        )
+
+    return finish("bench_gpu", measure, json_path=args.json, fail_on_miss=args.fail_on_miss)
 
 
 if __name__ == "__main__":

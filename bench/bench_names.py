@@ -1,12 +1,12 @@
 """Remote names cost no latency: `/v1/generate` with POKEMON_NAME_BACKEND=remote against the local backend.
 
-Runs the test suite's OpenAI-compatible server (`tests/fake_openai.py`) as the model, then two services
+Runs the test suite's OpenAI-compatible server (`tests/support/fake_openai.py`) as the model, then two services
 side by side — local names and remote names — and loads them in alternating rounds with wrk:
 
 1. the model answers every name in 300 ms: target p50(remote) ≤ 1.2 × p50(local), the pool hiding it;
 2. the model hangs: once the breaker is open, target p99(remote) ≤ 2 × p99(local).
 
-    .venv/bin/python bench/bench_names.py [--rounds 3] [--duration 5] [--connections 8]
+    .venv/bin/python -m bench.bench_names [--rounds 3] [--duration 5] [--connections 8]
 """
 
 from __future__ import annotations
@@ -14,29 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_server import (
-    REPO,
-    BenchError,
-    Processes,
-    WrkResult,
-    base_env,
-    free_port,
-    http_get,
-    run_wrk,
-    wait_healthy,
-)
-
-sys.path.insert(0, str(REPO))
-from tests.fake_llm import FakeLLM, start_fake_llm
+from bench.harness import HOST, BenchError, Processes, base_env, http_get, start_server
+from bench.wrk import WrkResult, require_wrk, run_wrk
+from tests.support.fake_llm import FakeLLM, start_fake_llm
 
 LLM_DELAY_MS = 300
 P50_TARGET = 1.2
@@ -44,20 +30,19 @@ P99_TARGET = 2.0
 
 
 def start_service(processes: Processes, scratch: Path, name: str, cpu: int, **settings: str) -> int:
-    port = free_port()
-    log_path = scratch / f"{name}.log"
-    env = {
-        **base_env(),
-        "POKEMON_HOST": "127.0.0.1",
-        "POKEMON_PORT": str(port),
-        "POKEMON_RATE_LIMIT_PER_MIN": "0",
-        "POKEMON_TLS_CERT": str(scratch / "none.pem"),
-        "POKEMON_TLS_KEY": str(scratch / "none.pem"),
-        **settings,
-    }
-    process = processes.spawn([sys.executable, "-m", "handlers.server"], cpu=cpu, env=env, log_path=log_path)
-    wait_healthy(process, port, log_path, name)
-    return port
+    def env(port: int) -> dict[str, str]:
+        return {
+            **base_env(),
+            "POKEMON_HOST": HOST,
+            "POKEMON_PORT": str(port),
+            "POKEMON_RATE_LIMIT_PER_MIN": "0",
+            "POKEMON_TLS_CERT": str(scratch / "none.pem"),
+            "POKEMON_TLS_KEY": str(scratch / "none.pem"),
+            **settings,
+        }
+
+    argv = [sys.executable, "-m", "handlers.server"]
+    return start_server(processes, name, argv, env, scratch=scratch, cpu=cpu).port
 
 
 def health(port: int) -> dict[str, object]:
@@ -173,9 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wrk-cpu", type=int, default=1)
     args = parser.parse_args(argv)
     try:
-        subprocess.run(["wrk", "--version"], capture_output=True, check=False)
-    except FileNotFoundError:
-        print("bench_names: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        require_wrk()
+    except BenchError as exc:
+        print(f"bench_names: {exc}", file=sys.stderr)
         return 2
     try:
         return 0 if run(args) else 3

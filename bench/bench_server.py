@@ -1,6 +1,6 @@
 """Throughput of the real service against a bare FastAPI app serving the same bytes, measured with wrk.
 
-    .venv/bin/python bench/bench_server.py [--rounds 5] [--duration 5] [--connections 32] [--json PATH]
+    .venv/bin/python -m bench.bench_server [--rounds 5] [--duration 5] [--connections 32] [--json PATH]
 
 Both servers run on CPU 0 and wrk (`-t1`) on CPU 1, so the client never competes with the server for
 a core. Rounds alternate bare, real, bare, real, … and each real round is compared with the bare round
@@ -12,180 +12,35 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
-import importlib.metadata
 import io
 import json
-import os
-import platform
 import random
-import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BARE_APP = Path(__file__).resolve().parent / "bare_app.py"
-HOST = "127.0.0.1"
+from bench.harness import (
+    HOST,
+    BenchError,
+    Processes,
+    Server,
+    base_env,
+    http_get,
+    require_cpus,
+    setting,
+    start_server,
+)
+from bench.report import Outcome, environment, finish, outcome_of
+from bench.wrk import WrkResult, require_wrk, run_wrk
+from tests.support.paths import SHIPPED_IMAGES
+
 TARGET_RATIO = 0.75
 # High enough that no client is ever refused, low enough that the limiter still runs on every request.
 RATE_LIMIT_PER_MIN = 1_000_000_000
 IMAGE_COUNT = 6  # POKEMON_MIN_INDEX=0 .. POKEMON_MAX_INDEX=5, the service's defaults
-HEALTH_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 12.0  # uvicorn's graceful shutdown is 10 s; then SIGKILL
-WRK_GRACE_S = 20.0  # on top of the run's duration before a hung wrk is killed
-# Inherited settings would make the run depend on the caller's shell; the server gets defaults instead.
-SCRUBBED_ENV_PREFIXES = ("POKEMON_", "LOG_", "SDXL_", "OPENAI_")
-_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-class BenchError(Exception):
-    """The benchmark cannot run or produced nothing usable; the message is one line for the user."""
-
-
-# --- wrk output ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WrkResult:
-    requests: int
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    socket_errors: dict[str, int]
-
-    @property
-    def errors(self) -> int:
-        return self.non_2xx + sum(self.socket_errors.values())
-
-
-def _duration_ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
-    if match is None:
-        raise BenchError(f"unexpected wrk duration {text!r}")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)] * 1000.0
-
-
-def _required(pattern: str, output: str) -> re.Match[str]:
-    match = re.search(pattern, output, re.MULTILINE)
-    if match is None:
-        raise BenchError(f"wrk output lacks {pattern!r}:\n{output}")
-    return match
-
-
-def parse_wrk(output: str) -> WrkResult:
-    """Read `wrk --latency` text; absent error lines mean zero errors."""
-    percentiles = {
-        int(m.group(1)): _duration_ms(m.group(2)) for m in re.finditer(r"^\s+(\d+)%\s+(\S+)\s*$", output, re.MULTILINE)
-    }
-    if 50 not in percentiles or 99 not in percentiles:
-        raise BenchError(f"wrk output lacks the latency distribution (was --latency passed?):\n{output}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    socket_errors = dict.fromkeys(("connect", "read", "write", "timeout"), 0)
-    if sockets is not None:
-        socket_errors = dict(zip(socket_errors, (int(g) for g in sockets.groups()), strict=True))
-    return WrkResult(
-        requests=int(_required(r"^\s+(\d+) requests in", output).group(1)),
-        requests_per_s=float(_required(r"^Requests/sec:\s+([\d.]+)", output).group(1)),
-        p50_ms=percentiles[50],
-        p99_ms=percentiles[99],
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=socket_errors,
-    )
-
-
-# --- processes ----------------------------------------------------------------------------------
-
-
-def pin_to(cpu: int) -> Callable[[], None]:
-    """A preexec_fn: the child is pinned before it execs, so every thread it starts inherits the CPU."""
-
-    def pin() -> None:
-        os.sched_setaffinity(0, {cpu})
-
-    return pin
-
-
-def free_port() -> int:
-    # The port is released before the server binds it; on a loopback-only bench the race is harmless.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def stop(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM (uvicorn drains and exits), then SIGKILL if it is still there after `timeout`."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
-@dataclass
-class Processes:
-    """Every child this run started, so the `finally` can stop each one by its own pid."""
-
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def spawn(self, argv: Sequence[str], *, cpu: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-        with log_path.open("wb") as log_file:  # the child keeps its own descriptor
-            process = subprocess.Popen(
-                argv,
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                # preexec_fn is unsafe only with threads around; this script runs none.
-                preexec_fn=pin_to(cpu),
-                start_new_session=True,  # a Ctrl-C reaches this script, which then stops the servers itself
-            )
-        self.started.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in reversed(self.started):
-            with contextlib.suppress(Exception):
-                stop(process)
-
-
-def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    # http.client rather than urllib: urllib would honour an http_proxy variable and leave the machine.
-    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def wait_healthy(process: subprocess.Popen[bytes], port: int, log_path: Path, name: str) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise BenchError(f"the {name} server exited with status {process.returncode}; its log ends:\n{tail}")
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            status, _ = http_get(port, "/health", timeout=1.0)
-            if status == 200:
-                return
-        time.sleep(0.1)
-    raise BenchError(f"the {name} server did not answer /health within {HEALTH_TIMEOUT_S:.0f} s")
 
 
 # --- the two servers ----------------------------------------------------------------------------
@@ -223,24 +78,11 @@ def choose_images(args: argparse.Namespace, scratch: Path) -> tuple[Path, str]:
     """The art in ./pokemon when it is all there, else synthetic stand-ins; says which."""
     if args.images is not None:
         return args.images, f"{args.images} (--images)"
-    drawn = REPO / "pokemon"
+    drawn = SHIPPED_IMAGES
     if not args.synthetic_images and all((drawn / f"image_{i:02d}.png").is_file() for i in range(IMAGE_COUNT)):
         return drawn, "./pokemon (the drawn art)"
     reason = "--synthetic-images" if args.synthetic_images else "./pokemon has no image_00..05.png yet"
     return synthesize_images(scratch / "images"), f"synthetic 512×512 PNGs of ~30 KB ({reason})"
-
-
-def base_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(SCRUBBED_ENV_PREFIXES)}
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-def _setting(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
 
 
 def real_env(port: int, images: Path, scratch: Path, overrides: dict[str, str]) -> dict[str, str]:
@@ -259,30 +101,18 @@ def real_env(port: int, images: Path, scratch: Path, overrides: dict[str, str]) 
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Server:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-
 def start_real(processes: Processes, images: Path, scratch: Path, cpu: int, overrides: dict[str, str]) -> Server:
-    port = free_port()
-    log_path = scratch / "real-server.log"
     argv = [sys.executable, "-m", "handlers.server"]
-    process = processes.spawn(argv, cpu=cpu, env=real_env(port, images, scratch, overrides), log_path=log_path)
-    wait_healthy(process, port, log_path, "real")
-    return Server("real", port, process, log_path)
+    return start_server(
+        processes, "real", argv, lambda port: real_env(port, images, scratch, overrides), scratch=scratch, cpu=cpu
+    )
 
 
 def start_bare(processes: Processes, body_dir: Path, scratch: Path, cpu: int) -> Server:
-    port = free_port()
-    log_path = scratch / "bare-server.log"
-    env = {**base_env(), "BENCH_BODY_DIR": str(body_dir), "BENCH_HOST": HOST, "BENCH_PORT": str(port)}
-    process = processes.spawn([sys.executable, str(BARE_APP)], cpu=cpu, env=env, log_path=log_path)
-    wait_healthy(process, port, log_path, "bare")
-    return Server("bare", port, process, log_path)
+    def env(port: int) -> dict[str, str]:
+        return {**base_env(), "BENCH_BODY_DIR": str(body_dir), "BENCH_HOST": HOST, "BENCH_PORT": str(port)}
+
+    return start_server(processes, "bare", [sys.executable, "-m", "bench.bare_app"], env, scratch=scratch, cpu=cpu)
 
 
 def fetch_bodies(server: Server, *, attempts: int = 300) -> list[bytes]:
@@ -300,31 +130,6 @@ def fetch_bodies(server: Server, *, attempts: int = 300) -> list[bytes]:
 
 
 # --- load ---------------------------------------------------------------------------------------
-
-
-def run_wrk(port: int, *, connections: int, seconds: float, cpu: int) -> WrkResult:
-    argv = [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--latency",
-        f"http://{HOST}:{port}/v1/generate",
-    ]
-    try:
-        completed = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=seconds + WRK_GRACE_S,
-            preexec_fn=pin_to(cpu),
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"wrk did not finish within {seconds + WRK_GRACE_S:.0f} s") from None
-    if completed.returncode != 0:
-        raise BenchError(f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout}")
-    return parse_wrk(completed.stdout)
 
 
 @dataclass
@@ -355,44 +160,6 @@ def measure(bare: Server, real: Server, args: argparse.Namespace, progress: Call
 
 
 # --- report -------------------------------------------------------------------------------------
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _wrk_version() -> str:
-    # `wrk -v` prints a banner and exits 1; the first line carries the version.
-    completed = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10, check=False)
-    lines = (completed.stdout + completed.stderr).strip().splitlines()
-    return lines[0].split(" [")[0] if lines else "wrk (unknown version)"
-
-
-def environment() -> dict[str, object]:
-    return {
-        "python": platform.python_version(),
-        "uvicorn": _version("uvicorn"),
-        "fastapi": _version("fastapi"),
-        "starlette": _version("starlette"),
-        "uvloop": _version("uvloop"),
-        "httptools": _version("httptools"),
-        "wrk": _wrk_version(),
-        "cpu_count": os.cpu_count(),
-        "cpus_available": sorted(os.sched_getaffinity(0)),
-        "cpu_model": _cpu_model(),
-        "platform": platform.platform(),
-    }
 
 
 def summarize(results: list[WrkResult]) -> dict[str, float | int]:
@@ -524,7 +291,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--env",
         action="append",
         default=[],
-        type=_setting,
+        type=setting,
         metavar="KEY=VALUE",
         help="an extra setting for the real server, e.g. LOG_LEVEL=WARNING to see what logging costs (repeatable)",
     )
@@ -536,12 +303,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def check_prerequisites(args: argparse.Namespace) -> None:
-    if shutil.which("wrk") is None:
-        raise BenchError("wrk is not installed; install it with: apt-get update && apt-get install -y wrk")
-    available = os.sched_getaffinity(0)
-    wanted = {args.server_cpu, args.wrk_cpu}
-    if args.server_cpu == args.wrk_cpu or not wanted <= available:
-        raise BenchError(f"need two distinct available CPUs for --server-cpu/--wrk-cpu; available: {sorted(available)}")
+    require_wrk()
+    require_cpus(args.server_cpu, args.wrk_cpu)
 
 
 @contextlib.contextmanager
@@ -571,37 +334,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         return build_report(rounds, mean_size, images_note, real.log_path, args)
 
 
-def finish(
-    name: str,
-    args: argparse.Namespace,
-    measure_all: Callable[[], dict[str, object]],
-    show: Callable[[dict[str, object]], str],
-) -> int:
-    """Run, print and save a benchmark; the exit status every benchmark here shares (see README)."""
-    try:
-        report = measure_all()
-    except BenchError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 2
-    print(show(report))
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"figures written to {args.json}")
-    if not report["valid"]:
-        return 1
-    if args.fail_on_miss and report["verdict"] == "MISS":
-        return 3
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def measure_all() -> dict[str, object]:
+    def measure() -> Outcome:
         check_prerequisites(args)
-        return run(args)
+        return outcome_of(run(args), render)
 
-    return finish("bench", args, measure_all, render)
+    return finish("bench", measure, json_path=args.json, fail_on_miss=args.fail_on_miss)
 
 
 if __name__ == "__main__":

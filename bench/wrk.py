@@ -1,0 +1,100 @@
+"""wrk, the load generator every HTTP benchmark here uses: run it pinned to a CPU and read its `--latency` output."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from bench.harness import HOST, BenchError, pin_to
+
+WRK_GRACE_S = 20.0  # on top of the run's duration before a hung wrk is killed
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    requests: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: dict[str, int]
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + sum(self.socket_errors.values())
+
+
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        raise BenchError("wrk is not installed; install it with: apt-get update && apt-get install -y wrk")
+
+
+def _duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise BenchError(f"unexpected wrk duration {text!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)] * 1000.0
+
+
+def _required(pattern: str, output: str) -> re.Match[str]:
+    match = re.search(pattern, output, re.MULTILINE)
+    if match is None:
+        raise BenchError(f"wrk output lacks {pattern!r}:\n{output}")
+    return match
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Read `wrk --latency` text; absent error lines mean zero errors."""
+    percentiles = {
+        int(m.group(1)): _duration_ms(m.group(2)) for m in re.finditer(r"^\s+(\d+)%\s+(\S+)\s*$", output, re.MULTILINE)
+    }
+    if 50 not in percentiles or 99 not in percentiles:
+        raise BenchError(f"wrk output lacks the latency distribution (was --latency passed?):\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    socket_errors = dict.fromkeys(("connect", "read", "write", "timeout"), 0)
+    if sockets is not None:
+        socket_errors = dict(zip(socket_errors, (int(g) for g in sockets.groups()), strict=True))
+    return WrkResult(
+        requests=int(_required(r"^\s+(\d+) requests in", output).group(1)),
+        requests_per_s=float(_required(r"^Requests/sec:\s+([\d.]+)", output).group(1)),
+        p50_ms=percentiles[50],
+        p99_ms=percentiles[99],
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=socket_errors,
+    )
+
+
+def run_wrk(port: int, *, connections: int, seconds: float, cpu: int) -> WrkResult:
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        f"http://{HOST}:{port}/v1/generate",
+    ]
+    try:
+        completed = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=seconds + WRK_GRACE_S,
+            preexec_fn=pin_to(cpu),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish within {seconds + WRK_GRACE_S:.0f} s") from None
+    if completed.returncode != 0:
+        raise BenchError(f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout}")
+    return parse_wrk(completed.stdout)
+
+
+def wrk_version() -> str:
+    # `wrk -v` prints a banner and exits 1; the first line carries the version.
+    completed = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10, check=False)
+    lines = (completed.stdout + completed.stderr).strip().splitlines()
+    return lines[0].split(" [")[0] if lines else "wrk (unknown version)"
