@@ -12,7 +12,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from core.names.openai_client import NameServerError, OpenAINameClient
+from core.errors import NameServerError
+from core.names.openai_client import OpenAINameClient
 from core.names.prompts import PROMPTS
 from tests.support.fake_llm import FakeLLM
 from tests.support.ports import free_port
