@@ -1,4 +1,5 @@
-"""The bare `/v1/generate` endpoint and the FastAPI route answer alike, byte for byte but for id and time."""
+"""The default app serves `GET /v1/generate` from the bare endpoint, which answers like the FastAPI route, byte for
+byte but for id and time."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import re
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from core.config import load_settings
 from core.creature import parse_seed
@@ -57,6 +61,36 @@ def test_hot_path_and_router_answer_alike() -> None:
         if status != 200 or '"seed":0' not in body:
             assert hot_body == body
     assert json.loads(hot[0][2])["metadata"]["seed"] == 42
+
+
+async def _teapot(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 418, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _with_the_routers_generate_replaced(app: FastAPI) -> FastAPI:
+    """Any `GET /v1/generate` that reaches FastAPI's router now gets 418: only the bare endpoint can answer 200."""
+    routes = [route for route in app.router.routes if isinstance(route, APIRoute) and route.path == "/v1/generate"]
+    assert len(routes) == 1
+    routes[0].app = _teapot
+    return app
+
+
+def _status_of_generate(app: FastAPI) -> int:
+    async def run() -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return (await client.get("/v1/generate", params={"seed": "42"})).status_code
+
+    return asyncio.run(run())
+
+
+def test_the_default_app_serves_generate_from_the_bare_endpoint() -> None:
+    settings = load_settings(images_dir=SHIPPED_IMAGES, rate_limit_per_min=0)
+    default = _with_the_routers_generate_replaced(create_app(settings))
+    routed = _with_the_routers_generate_replaced(create_app(settings, hot_path=False))
+    assert _status_of_generate(default) == 200
+    assert _status_of_generate(routed) == 418  # the replacement is what the router serves when asked
 
 
 @pytest.mark.parametrize("raw", ["0", "42", str(2**63 - 1), "0007"])

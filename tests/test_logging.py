@@ -1,4 +1,8 @@
-"""Log lines, byte for byte: golden files of the JSON and text formats, and no secrets in them."""
+"""Log lines, byte for byte: golden files of the JSON and text formats, and no secrets in them.
+
+The golden scenario runs on the default app with FastAPI's own `GET /v1/generate` route made to fail, so the
+lines it pins are the bare endpoint's (the hot path); the routed app is checked against the same file.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from core import wiring
 from core.config import load_settings
@@ -31,7 +38,18 @@ def _normalise(text: str) -> str:
     return re.sub(r"duration_ms=[0-9.]+", "duration_ms=0", text)
 
 
-def _capture(json_lines: bool, monkeypatch: pytest.MonkeyPatch) -> str:
+async def _router_must_not_serve(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("FastAPI's router served GET /v1/generate")
+
+
+def _without_the_routers_generate(app: FastAPI) -> None:
+    """A `GET /v1/generate` reaching the router now fails (`http.unhandled`, 500): only the bare endpoint logs right."""
+    routes = [route for route in app.router.routes if isinstance(route, APIRoute) and route.path == "/v1/generate"]
+    assert len(routes) == 1
+    routes[0].app = _router_must_not_serve
+
+
+def _capture(json_lines: bool, monkeypatch: pytest.MonkeyPatch, *, hot_path: bool = True) -> str:
     monkeypatch.chdir(REPO)
     stream = io.StringIO()
     configure_logging(level="INFO", json_lines=json_lines, stream=stream, background=False, clock=lambda: FIXED_TIME)
@@ -44,7 +62,9 @@ def _capture(json_lines: bool, monkeypatch: pytest.MonkeyPatch) -> str:
             clock=lambda: FIXED_TIME,
             new_id=lambda: "pkm_GOLDEN000001",
         )
-        app = create_app(settings, service=service)
+        app = create_app(settings, service=service, hot_path=hot_path)
+        if hot_path:
+            _without_the_routers_generate(app)
 
         async def scenario() -> None:
             transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50000))
@@ -73,6 +93,11 @@ def test_log_lines_match_the_golden_file(json_lines: bool, golden: str, monkeypa
         path.write_text(captured, encoding="utf-8")
     assert captured == path.read_text(encoding="utf-8")
     assert "golden-token" not in captured
+
+
+def test_the_router_writes_the_lines_the_hot_path_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    routed = _capture(True, monkeypatch, hot_path=False)
+    assert routed == (GOLDEN / "events.jsonl").read_text(encoding="utf-8")
 
 
 def test_json_lines_have_the_description_keys(monkeypatch: pytest.MonkeyPatch) -> None:
