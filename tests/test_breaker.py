@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from core.breaker import BreakerState, CircuitBreaker
@@ -87,8 +87,13 @@ def test_bad_configuration(threshold: int, cooldown: float) -> None:
 
 
 @given(st.lists(st.sampled_from(["ok", "fail", "tick"]), max_size=80), st.integers(min_value=1, max_value=5))
-def test_never_lets_calls_through_while_open(events: list[str], threshold: int) -> None:
+# Always run: a success between failures, a failed probe (counting on past the threshold), a successful one.
+@example(
+    ["fail", "fail", "ok", "fail", "fail", "fail", "tick", "tick", "tick", "fail", "tick", "tick", "tick", "ok"], 3
+)
+def test_any_sequence_follows_the_state_machine(events: list[str], threshold: int) -> None:
     breaker, clock, _ = make(threshold=threshold, cooldown=5.0)
+    failures = 0  # failures since the last success: what `consecutive_failures` must report
     for event in events:
         if event == "tick":
             clock.now += 2.0
@@ -97,6 +102,17 @@ def test_never_lets_calls_through_while_open(events: list[str], threshold: int) 
         allowed = breaker.try_acquire()
         if state is BreakerState.OPEN:
             assert not allowed
+        if state is BreakerState.CLOSED:
+            assert allowed
         if allowed:
-            breaker.record_success() if event == "ok" else breaker.record_failure()
-        assert breaker.consecutive_failures <= len(events)
+            if event == "ok":
+                breaker.record_success()
+                failures = 0
+                assert state_of(breaker) is BreakerState.CLOSED
+            else:
+                breaker.record_failure()
+                failures += 1
+                # A failed probe reopens at once; a closed breaker opens on the threshold-th failure in a row.
+                opens = state is BreakerState.HALF_OPEN or failures >= threshold
+                assert state_of(breaker) is (BreakerState.OPEN if opens else BreakerState.CLOSED)
+        assert breaker.consecutive_failures == failures

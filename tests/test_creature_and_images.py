@@ -94,11 +94,13 @@ def test_the_pattern_and_range_are_honoured(tmp_path: Path) -> None:
 
 def test_picks_are_deterministic_and_cover_the_set() -> None:
     source = wiring.build_files_images(load_settings(images_dir=SHIPPED_IMAGES))
-    picks = [asyncio.run(source.render(ImageRequest(seed, "X", Rarity.F))) for seed in range(300)]
-    again = [asyncio.run(source.render(ImageRequest(seed, "Y", Rarity.S))) for seed in range(300)]
-    assert picks == again  # the pick depends on the seed only
-    assert len({id(image) for image in picks}) == 6
-    assert all(image is source.images[0] or image in source.images for image in picks)
+    seeds = range(300)
+    picks = {seed: asyncio.run(source.render(ImageRequest(seed, "X", Rarity.F))) for seed in seeds}
+    # Backwards, with another name and rarity: a pick that followed anything but the seed would move.
+    again = {seed: asyncio.run(source.render(ImageRequest(seed, "Y", Rarity.S))) for seed in reversed(seeds)}
+    assert all(again[seed] is picks[seed] for seed in seeds)
+    assert {id(image) for image in picks.values()} == {id(image) for image in source.images}
+    assert len(source.images) == 6
 
 
 def test_images_are_encoded_once_not_per_request() -> None:
