@@ -315,6 +315,15 @@ class Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):  # the client may have gone first
             self.connection.shutdown(socket.SHUT_RDWR)
 
+    def _wait_for_client(self, seconds: float) -> bool:
+        """Sit out `seconds`; True as soon as the client went away or the server is stopping."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            # Event.wait rather than sleep: a stopping server must not sit out a test's delay.
+            if self._client_gone() or self.state.stopping.wait(min(HANG_POLL_S, remaining)):
+                return True
+        return self._client_gone()
+
     def _client_gone(self) -> bool:
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)
@@ -375,16 +384,14 @@ class Handler(BaseHTTPRequestHandler):
             self.state.end_chat()
 
     def _answer_chat(self, behaviour: Behaviour, name: str, body: Any) -> None:
-        # Event.wait rather than sleep: a stopping server must not sit out a test's delay.
-        if behaviour.delay_ms and self.state.stopping.wait(behaviour.delay_ms / 1000):
+        # A delay ends early when its client goes away (a service that shut down mid-request): a request
+        # nobody waits for must not stay counted `in_flight` into the next test.
+        if behaviour.delay_ms and self._wait_for_client(behaviour.delay_ms / 1000):
             self._hang_up()
             return
         mode = behaviour.mode
         if mode == "hang":
-            deadline = time.monotonic() + HANG_LIMIT_S
-            while not self._client_gone() and time.monotonic() < deadline:
-                if self.state.stopping.wait(HANG_POLL_S):
-                    break
+            self._wait_for_client(HANG_LIMIT_S)
             self._hang_up()
             return
         if mode == "close":
