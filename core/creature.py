@@ -104,9 +104,20 @@ def new_seed() -> int:
     return _seeds.getrandbits(63)
 
 
+# The last second formatted and its text: every creature made within one second shares it, and strftime is
+# the costliest step of a timestamp. One tuple, so that threads always read a matching pair.
+_last_timestamp: tuple[int, str] = (-1, "")
+
+
 def utc_timestamp(epoch_seconds: float | None = None) -> str:
     """UTC to the second with a `Z`, e.g. `2025-11-12T20:41:32Z`."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
+    global _last_timestamp
+    second = int((time.time() if epoch_seconds is None else epoch_seconds) // 1)  # gmtime's rounding: down
+    last_second, text = _last_timestamp
+    if second != last_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        _last_timestamp = (second, text)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +128,15 @@ class EncodedImage:
     width: int
     height: int
     backend: str  # the image backend that made it: `files`, `sdxl`
+    _json_head: bytes = field(default=b"", init=False, repr=False, compare=False)
+
+    def json_head(self) -> bytes:
+        """`{"imageBase64":"<this image>","metadata":`, the first part of every response showing it; built once."""
+        head = self._json_head
+        if not head:
+            head = b'{"imageBase64":"' + self.base64_png + b'","metadata":'
+            object.__setattr__(self, "_json_head", head)  # a cache: frozen for callers, not for itself
+        return head
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,21 +161,17 @@ class Creature:
             **self.extra,
         }
 
-    def to_json_bytes(self) -> bytes:
-        """The wire form of `GET /v1/generate`.
+    def to_json_parts(self) -> tuple[bytes, bytes]:
+        """The wire form of `GET /v1/generate` in two parts, to be sent one after the other.
 
-        The base64 image is pure ASCII with nothing to escape, so it is spliced in as bytes rather than
-        pushed through the JSON encoder: that is most of the payload.
+        The first is the image's JSON head, shared by every response that shows the image; the second is
+        the rest (metadata and time), a few hundred bytes. Joining them would copy the image, most of the
+        payload, on every request. The base64 image is pure ASCII with nothing to escape, so it goes into
+        the head as is rather than through the JSON encoder.
         """
         metadata = compact_json(self.metadata()).encode()
-        return b"".join(
-            (
-                b'{"imageBase64":"',
-                self.image.base64_png,
-                b'","metadata":',
-                metadata,
-                b',"generatedAt":"',
-                self.generated_at.encode(),
-                b'"}',
-            )
-        )
+        return self.image.json_head(), b"".join((metadata, b',"generatedAt":"', self.generated_at.encode(), b'"}'))
+
+    def to_json_bytes(self) -> bytes:
+        """The wire form of `GET /v1/generate` in one piece."""
+        return b"".join(self.to_json_parts())

@@ -111,8 +111,8 @@ async def generate(request: Request) -> Response:
     """Served by `GenerateRouteMiddleware` in a normal app; this route documents it and serves when the
     app is built with `hot_path=False` — through the very same renderer."""
     endpoint: GenerateEndpoint = request.app.state.generate_endpoint
-    status, headers, body = await endpoint.render(request.scope)
-    response = Response(body, status_code=status)
+    status, headers, parts = await endpoint.render(request.scope)
+    response = Response(b"".join(parts), status_code=status)
     response.raw_headers.extend(headers)
     return response
 

@@ -27,14 +27,14 @@ class AppContext:
         log.info("auth.rejected", reason=outcome.value, client=client)
         raise Unauthorized(invalid=outcome is AuthOutcome.INVALID)
 
-    async def take_token(self, client: str) -> dict[str, str]:
-        """Spend one of `client`'s tokens; returns the `RateLimit-*` headers, or raises `RateLimited`."""
+    async def take_token(self, client: str) -> list[tuple[bytes, bytes]]:
+        """Spend one of `client`'s tokens; returns the `RateLimit-*` headers (ASGI's raw form), or raises
+        `RateLimited`."""
         if self.limiter is None:
-            return {}
+            return []
         decision = await self.limiter.acquire(client)
-        headers = decision.headers()
         if not decision.allowed:
-            log.info("rate_limit.rejected", client=client, retry_after=headers["Retry-After"])
+            log.info("rate_limit.rejected", client=client, retry_after=decision.headers()["Retry-After"])
             self.metrics.rate_limited()
             raise RateLimited(decision)
-        return headers
+        return decision.raw_headers()

@@ -38,17 +38,13 @@ def _query_value(query_string: bytes, name: str) -> str | None:
     return value
 
 
-def _raw(headers: dict[str, str]) -> RawHeaders:
-    return [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()]
-
-
 class GenerateEndpoint:
     def __init__(self, context: AppContext) -> None:
         self.context = context
 
-    async def render(self, scope: Scope) -> tuple[int, RawHeaders, bytes]:
-        """Status, headers and body for one request: auth first (a refused token spends no budget), then
-        the seed, then the rate limit, then the creature."""
+    async def render(self, scope: Scope) -> tuple[int, RawHeaders, tuple[bytes, ...]]:
+        """Status, headers and body (in parts, to be sent in turn) for one request: auth first (a refused
+        token spends no budget), then the seed, then the rate limit, then the creature."""
         context = self.context
         client = client_address(scope)
         try:
@@ -63,15 +59,17 @@ class GenerateEndpoint:
             elif isinstance(exc, ServiceUnavailable):
                 log.warning("service.unavailable", path=GENERATE_PATH, retry_after=exc.retry_after)
             answer = answer_for(exc)
-            return answer.status_code, answer.raw_headers(), answer.body()
-        headers = [JSON_CONTENT_TYPE, *_raw(rate_headers)] if rate_headers else [JSON_CONTENT_TYPE]
-        return 200, headers, creature.to_json_bytes()
+            return answer.status_code, answer.raw_headers(), (answer.body(),)
+        return 200, [JSON_CONTENT_TYPE, *rate_headers], creature.to_json_parts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status, headers, body = await self.render(scope)
-        headers.append((b"content-length", str(len(body)).encode()))
+        status, headers, parts = await self.render(scope)
+        headers.append((b"content-length", str(sum(map(len, parts))).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        # One message per part: the image's part is sent as it is held, never copied into a joined body.
+        last = len(parts) - 1
+        for index, part in enumerate(parts):
+            await send({"type": "http.response.body", "body": part, "more_body": index < last})
 
 
 class GenerateRouteMiddleware:

@@ -30,6 +30,11 @@ _DROPPED_EXTRA = frozenset({"color_message"})
 FIELDS_ATTRIBUTE = "event_fields"
 _EVENT_RECORD_SIZE = len(logging.makeLogRecord({FIELDS_ATTRIBUTE: None}).__dict__)
 
+# The names a JSON line gives its own fields. A bound key of the same name would take that field's place (the
+# line is a dict), so such a line is encoded as a whole rather than from cached parts (`_json_line`).
+_LINE_NAMES = frozenset({"ts", "level", "logger", "message", "extra"})
+_MAX_CACHED_HEADS = 1024  # distinct (level, logger, message) triples kept encoded; events are far fewer
+
 _context_keys: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("pokemon_log_keys", default=None)
 ContextToken = contextvars.Token[dict[str, Any] | None]
 
@@ -52,8 +57,10 @@ class EventFormatter(BasePowertoolsFormatter):
         self.clock = clock
         self._keys: dict[str, Any] = {}
         self._shown_keys: dict[str, Any] = {}
-        self._last_second = -1
-        self._last_ts = ""
+        # Caches, each one tuple so that a thread always reads a matching set (the writer thread formats too).
+        self._last_ts: tuple[int, str] = (-1, "")
+        self._keys_json: tuple[dict[str, Any] | None, dict[str, Any] | None, str | None] = (None, None, "")
+        self._heads: dict[tuple[str, str, str], str] = {}
 
     # Powertools' key management: appended keys appear at the top level of every line.
     def append_keys(self, **additional_keys: Any) -> None:
@@ -103,10 +110,11 @@ class EventFormatter(BasePowertoolsFormatter):
 
     def _timestamp(self, created: float) -> str:
         second = int(created)
-        if second != self._last_second:  # strftime is the costliest step; lines within a second share it
-            self._last_ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
-            self._last_second = second
-        return self._last_ts
+        last_second, text = self._last_ts
+        if second != last_second:  # strftime is the costliest step; lines within a second share it
+            text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+            self._last_ts = (second, text)
+        return text
 
     def format(self, record: logging.LogRecord) -> str:
         attributes = record.__dict__
@@ -128,15 +136,51 @@ class EventFormatter(BasePowertoolsFormatter):
     def render(self, created: float, level: str, logger_name: str, message: str, extra: dict[str, Any]) -> str:
         """One line; `format` (LogRecords) and `EventLog`'s direct path both end here, so they match."""
         ts = self._timestamp(self.clock() if self.clock is not None else created)
-        keys = self._shown_keys
+        shown = self._shown_keys
         context = _context_keys.get()
-        if context:
-            keys = {**keys, **context}
         if self.json_lines:
-            entry = {"ts": ts, "level": level, "logger": logger_name, "message": message, **keys, "extra": extra}
-            return compact_json(entry)
+            return self._json_line(ts, level, logger_name, message, shown, context, extra)
+        keys = {**shown, **context} if context else shown
         pairs = " ".join(f"{key}={_text(value)}" for key, value in {**keys, **extra}.items())
         return f"{ts} {level:<7} {logger_name} {message}" + (f" {pairs}" if pairs else "")
+
+    def _json_line(
+        self,
+        ts: str,
+        level: str,
+        logger_name: str,
+        message: str,
+        shown: dict[str, Any],
+        context: dict[str, Any] | None,
+        extra: dict[str, Any],
+    ) -> str:
+        """`{"ts": ts, "level": level, "logger": logger_name, "message": message, **keys, "extra": extra}` as JSON.
+
+        Written from parts, so that a line encodes only its own fields: the level, logger and message are
+        encoded once per event, and the bound keys once per request (a request binds a new dict, and its
+        lines reuse the text while that dict is the one in force).
+        """
+        cached_shown, cached_context, keys_json = self._keys_json
+        if cached_shown is not shown or cached_context is not context:
+            keys = {**shown, **context} if context else shown
+            keys_json = "" if not keys else ("," + compact_json(keys)[1:-1] if _LINE_NAMES.isdisjoint(keys) else None)
+            self._keys_json = (shown, context, keys_json)  # holding both keeps their ids from being reused
+        if keys_json is None:
+            keys = {**shown, **context} if context else shown
+            entry = {"ts": ts, "level": level, "logger": logger_name, "message": message, **keys, "extra": extra}
+            return compact_json(entry)
+        head = self._heads.get((level, logger_name, message))
+        if head is None:
+            level_json, logger_json, message_json = (
+                compact_json(level),
+                compact_json(logger_name),
+                compact_json(message),
+            )
+            head = f',"level":{level_json},"logger":{logger_json},"message":{message_json}'
+            if len(self._heads) < _MAX_CACHED_HEADS:
+                self._heads[(level, logger_name, message)] = head
+        # The time is digits and ASCII punctuation (strftime's format above): nothing in it to escape.
+        return f'{{"ts":"{ts}"{head}{keys_json},"extra":{compact_json(extra)}}}'
 
 
 def _text(value: object) -> str:

@@ -38,6 +38,17 @@ class RateDecision(NamedTuple):
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         return headers
 
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """`headers()` as ASGI sends them (lower-case names, bytes), built directly: the hot path's form."""
+        raw = [
+            (b"ratelimit-limit", b"%d" % self.limit),
+            (b"ratelimit-remaining", b"%d" % self.remaining),
+            (b"ratelimit-reset", b"%d" % math.ceil(self.reset_after)),
+        ]
+        if not self.allowed:
+            raw.append((b"retry-after", b"%d" % max(1, math.ceil(self.retry_after))))
+        return raw
+
 
 @dataclass(frozen=True, slots=True)
 class TokenBucket:
