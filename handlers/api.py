@@ -9,102 +9,27 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from core import wiring
 from core.config import Settings, get_settings
-from core.creature import MAX_SEED, Rarity
 from core.errors import InvalidRequest, PokemonError
 from core.eventlog import flush_logs, log
 from core.metrics import Metrics, PrometheusMetrics
 from core.service import CreatureService
-from core.version import version
 from handlers.context import AppContext
 from handlers.endpoint import GenerateEndpoint, GenerateRouteMiddleware
-from handlers.errors import STATUS_DESCRIPTIONS, ApiError, ErrorBody, answer_for
+from handlers.errors import ApiError, answer_for
 from handlers.middleware import RequestContextMiddleware
 from handlers.webpage import add_web_page
 
-# --- The response shapes, for the OpenAPI document (responses are pre-encoded, not built from these) ---
-
-
-class CreatureMetadata(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str = Field(pattern=r"^pkm_[A-Z0-9]{12}$", examples=["pkm_MFXJZ23A4FGH"])
-    name: str = Field(examples=["Khra'gzathon"])
-    rarity: Rarity
-    seed: int = Field(ge=0, lt=MAX_SEED, description="Pass it back as `?seed=` to get the same creature.")
-    nameSource: str = Field(description="`local` or `remote`: which name backend served.")
-    imageSource: str = Field(description="The image backend that served, e.g. `files`.")
-
-
-class CreatureBody(BaseModel):
-    imageBase64: str = Field(description="A PNG, standard base64, no `data:` prefix.")
-    metadata: CreatureMetadata
-    generatedAt: str = Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", examples=["2025-11-12T20:41:32Z"])
-
-
-class HealthBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    status: str = Field(description="`ok`, `degraded` (a fallback is serving) or `warming`.")
-    time: str
-    backend: str = Field(description="The image backend.")
-
-
-class ReadyBody(BaseModel):
-    ready: bool
-
-
-def _header_doc(description: str) -> dict[str, Any]:
-    return {"description": description, "schema": {"type": "string"}}
-
-
-_RATE_HEADERS = {
-    "RateLimit-Limit": _header_doc("Requests allowed per minute (present when rate limiting is on)."),
-    "RateLimit-Remaining": _header_doc("Requests left in the current bucket."),
-    "RateLimit-Reset": _header_doc("Seconds until the bucket is full again."),
-}
-
-
-def _error_doc(status_code: int, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    doc: dict[str, Any] = {"model": ErrorBody, "description": STATUS_DESCRIPTIONS[status_code]}
-    if headers:
-        doc["headers"] = headers
-    return doc
-
-
-GENERATE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "A new creature.", "headers": _RATE_HEADERS},
-    401: _error_doc(401, {"WWW-Authenticate": _header_doc('`Bearer realm="pokemon"`, per RFC 6750.')}),
-    422: _error_doc(422),
-    429: _error_doc(429, {"Retry-After": _header_doc("Whole seconds to wait."), **_RATE_HEADERS}),
-    500: _error_doc(500),
-    503: _error_doc(503, {"Retry-After": _header_doc("Whole seconds to wait.")}),
-}
-
-
-# --- Dependencies ---
-
-
-SEED_PARAMETER: dict[str, Any] = {
-    "name": "seed",
-    "in": "query",
-    "required": False,
-    "description": "Makes name, rarity and image reproducible: 0 ≤ seed < 2^63.",
-    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEED - 1},
-}
+# --- Routes ---
 
 
 def context_of(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
-
-
-# --- Routes ---
 
 
 async def generate(request: Request) -> Response:
@@ -162,16 +87,16 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 # --- The app ---
 
 
-def _with_bearer_security(app: FastAPI) -> None:
-    """Declare the bearer scheme in the OpenAPI document when (and only when) auth is on."""
-    build_schema = app.openapi
+def _openapi_on_demand(app: FastAPI, *, bearer_auth: bool) -> None:
+    """The OpenAPI document is built when first asked for (`handlers/openapi.py`), not with the app."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = build_schema()
-            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-            schema["paths"]["/v1/generate"]["get"]["security"] = [{"bearer": []}]
-            app.openapi_schema = schema
+            # Imported here: the response models and the schema generation would otherwise be paid by every
+            # start-up, a Lambda cold start included, for a document most processes never serve.
+            from handlers.openapi import build_document
+
+            app.openapi_schema = build_document(app, bearer_auth=bearer_auth)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -210,41 +135,19 @@ def create_app(
             log.info("shutdown.complete")
             flush_logs()
 
+    # No `version`: the document reads it from the installed metadata when it is built (handlers/openapi.py).
     app = FastAPI(
         title="Pokémon Generator API",
-        version=version(),
         description="Invents a creature on every call: an image, a name and a weighted rarity.",
         lifespan=lifespan,
     )
     app.state.context = context
     app.state.generate_endpoint = GenerateEndpoint(context)
-    app.add_api_route(
-        "/v1/generate",
-        generate,
-        methods=["GET"],
-        response_model=CreatureBody,
-        responses=GENERATE_RESPONSES,
-        openapi_extra={"parameters": [SEED_PARAMETER]},
-        summary="Generate a creature",
-        tags=["creatures"],
-    )
-    app.add_api_route(
-        "/health",
-        health,
-        methods=["GET"],
-        response_model=HealthBody,
-        summary="Liveness and status",
-        tags=["health"],
-    )
-    app.add_api_route(
-        "/health/ready",
-        ready,
-        methods=["GET"],
-        response_model=ReadyBody,
-        responses={503: {"model": ReadyBody, "description": "Still warming up."}},
-        summary="Readiness: 503 until warm-up is done",
-        tags=["health"],
-    )
+    # Documented in handlers/openapi.py (operation ids, response shapes, headers), which the document is
+    # built from on demand.
+    app.add_api_route("/v1/generate", generate, methods=["GET"])
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/health/ready", ready, methods=["GET"])
     if isinstance(parts.metrics, PrometheusMetrics):
         parts.metrics.watch_queue(service.queue_depth)
         app.add_api_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
@@ -260,8 +163,7 @@ def create_app(
         metrics=parts.metrics,
         log_request_body=settings.log_request_body,
     )
-    if context.auth.enabled:
-        _with_bearer_security(app)
+    _openapi_on_demand(app, bearer_auth=context.auth.enabled)
     log.info(
         "startup.config",
         settings=settings.public_view(),

@@ -13,7 +13,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from core.errors import (
@@ -31,17 +30,6 @@ if TYPE_CHECKING:
 RawHeaders = list[tuple[bytes, bytes]]
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 REALM = 'Bearer realm="pokemon"'
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """`{"error": {"code": "...", "message": "..."}}` — the shape of every error response."""
-
-    error: ErrorDetail
 
 
 class ApiError(Exception):
@@ -128,13 +116,3 @@ def answer_for(exc: BaseException) -> ApiError:
         if build is not None:
             return build(exc)
     return INTERNAL_ERROR
-
-
-# For the OpenAPI document: what each documented error status means.
-STATUS_DESCRIPTIONS: dict[int, str] = {
-    401: "A valid bearer token is required.",
-    422: "A query parameter has a value outside what is allowed.",
-    429: "Too many requests from this client; wait `Retry-After` seconds.",
-    500: "The creature could not be generated.",
-    503: "The service is warming up or busy; retry after `Retry-After` seconds.",
-}

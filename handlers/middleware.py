@@ -20,7 +20,8 @@ from core.metrics import Metrics, NullMetrics, route_label
 from handlers.errors import answer_for
 
 REQUEST_ID_HEADER = b"x-request-id"
-_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_PATTERN = "[A-Za-z0-9._:-]{1,128}"  # a caller's id is echoed only when it is this plainly an id
+_SAFE_REQUEST_ID = re.compile(REQUEST_ID_PATTERN.encode())
 MAX_LOGGED_BODY = 4096
 # Request ids correlate log lines; they are not secrets, so no system call per request.
 _request_ids = random.Random(secrets.randbits(128))

@@ -1,15 +1,15 @@
 """A small browser page for the API: `GET /` (the page) and `GET /static/{file}` (its CSS, script and icon).
 
-The files live in `handlers/web/` (package data), are read once when the routes are added and are served
-from memory with strict headers: a same-origin Content-Security-Policy, `nosniff` and `no-cache` with an
-ETag, so browsers revalidate cheaply. Only the files listed in `STATIC_FILES` are ever served.
+The files live in `handlers/web/` (package data), are read once, when first asked for (a process that only
+serves the API, a Lambda function above all, never reads them), and are served from memory with strict
+headers: a same-origin Content-Security-Policy, `nosniff` and `no-cache` with an ETag, so browsers
+revalidate cheaply. Only the files listed in `STATIC_FILES` are ever served.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
 
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,6 +18,7 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
 )
 PAGE_FILE = "index.html"
+PAGE_MEDIA_TYPE = "text/html; charset=utf-8"
 # file name -> media type; nothing outside this table is served.
 STATIC_FILES: dict[str, str] = {
     "app.css": "text/css; charset=utf-8",
@@ -34,6 +35,8 @@ class Asset:
 
     @classmethod
     def load(cls, name: str, media_type: str) -> Asset:
+        from importlib import resources  # imported here: only a process that serves the page needs it
+
         body = resources.files("handlers").joinpath("web", name).read_bytes()
         return cls(body, media_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
 
@@ -59,17 +62,25 @@ def _etags(header: str | None) -> set[str]:
 
 def add_web_page(app: FastAPI) -> None:
     """Mount `GET /` and `GET /static/{file}` on `app`, both left out of the OpenAPI document."""
-    page = Asset.load(PAGE_FILE, "text/html; charset=utf-8")
-    static = {name: Asset.load(name, media_type) for name, media_type in STATIC_FILES.items()}
+    loaded: dict[str, Asset] = {}
+
+    def asset(name: str, media_type: str) -> Asset:
+        found = loaded.get(name)
+        if found is None:
+            found = loaded[name] = Asset.load(name, media_type)
+        return found
 
     async def index(request: Request) -> Response:
-        return page.response(request)
+        return asset(PAGE_FILE, PAGE_MEDIA_TYPE).response(request)
 
-    async def static_file(file: str, request: Request) -> Response:
-        asset = static.get(file)
-        if asset is None:
+    async def static_file(request: Request) -> Response:
+        # Read from the path rather than declared as a `file: str` parameter: FastAPI's analysis of a declared
+        # parameter imports pydantic.v1 when the route is added, tens of milliseconds of every start-up.
+        name: str = request.path_params["file"]
+        media_type = STATIC_FILES.get(name)
+        if media_type is None:
             raise StarletteHTTPException(status_code=404)
-        return asset.response(request)
+        return asset(name, media_type).response(request)
 
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
     app.add_api_route("/static/{file}", static_file, methods=["GET"], include_in_schema=False)
