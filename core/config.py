@@ -7,16 +7,17 @@ A bad value raises `ConfigError`, whose one-line message names the variable, the
 allowed; the entry points print that line and exit non-zero instead of showing a traceback.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would then compile every field's annotation from
+# its text when the class is built, a few milliseconds of every start-up (a Lambda cold start included).
 
 import ipaddress
 import math
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from core.creature import Rarity
 from core.errors import ConfigError
@@ -43,16 +44,17 @@ PROMPT_FIELDS = frozenset({"name", "rarity", "rarity_look"})
 _LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
 
 
-def _alias(*names: str) -> Any:
-    return Field(validation_alias=AliasChoices(*names))
+class Settings(BaseModel):
+    """The service's configuration; build it with `get_settings()` or `load_settings()`.
 
+    Each field reads the environment variable its `validation_alias` names (case-insensitively); values
+    passed to the constructor, by field or variable name, win over the environment.
+    """
 
-class Settings(BaseSettings):
-    """The service's configuration; build it with `get_settings()` or `load_settings()`."""
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True, validate_default=True)
 
-    model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", populate_by_name=True, frozen=True, validate_default=True
-    )
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**_with_environment(values))
 
     # General
     images_dir: Path = Field(Path("./pokemon"), validation_alias="POKEMON_IMAGES_DIR")
@@ -65,8 +67,8 @@ class Settings(BaseSettings):
     rate_limit_max_clients: int = Field(100_000, ge=1, validation_alias="POKEMON_RATE_LIMIT_MAX_CLIENTS")
     rate_limit_table: str | None = Field(None, validation_alias="POKEMON_RATE_LIMIT_TABLE")
     rate_limit_fail_open: bool = Field(True, validation_alias="POKEMON_RATE_LIMIT_FAIL_OPEN")
-    trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = Field((), validation_alias="POKEMON_TRUSTED_PROXIES")
-    rarity_weights: Annotated[dict[Rarity, float], NoDecode] = Field(
+    trusted_proxies: tuple[IPNetwork, ...] = Field((), validation_alias="POKEMON_TRUSTED_PROXIES")
+    rarity_weights: dict[Rarity, float] = Field(
         default_factory=lambda: dict(DEFAULT_RARITY_WEIGHTS), validation_alias="POKEMON_RARITY_WEIGHTS"
     )
 
@@ -210,7 +212,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _index_range(self) -> Settings:
+    def _index_range(self) -> "Settings":
         if self.max_index < self.min_index:
             raise ConfigError("POKEMON_MAX_INDEX", self.max_index, f"must be ≥ POKEMON_MIN_INDEX ({self.min_index})")
         return self
@@ -238,6 +240,28 @@ class Settings(BaseSettings):
                 value = format_rarity_weights(value)
             view[str(key)] = value
         return view
+
+
+def _with_environment(values: dict[str, Any]) -> dict[str, Any]:
+    """Every field's value by its variable name: from `values` (by field or variable name), else the environment.
+
+    A plain model reading the environment itself rather than pydantic-settings' `BaseSettings`: that library
+    costs every start-up (a Lambda cold start above all) some 20 ms of imports for what these few lines do.
+    Every value from the environment is the variable's text, validated by the field's own rules (the list
+    and mapping fields parse their own text format).
+    """
+    environment = {key.upper(): value for key, value in os.environ.items()}
+    merged: dict[str, Any] = {}
+    for name, info in Settings.model_fields.items():
+        variable = info.validation_alias
+        assert isinstance(variable, str)  # every field names its variable
+        if name in values:
+            merged[variable] = values[name]
+        elif variable in values:
+            merged[variable] = values[variable]
+        elif variable.upper() in environment:
+            merged[variable] = environment[variable.upper()]
+    return merged
 
 
 def parse_rarity_weights(text: str) -> dict[Rarity, float]:

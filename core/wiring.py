@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.auth import BearerAuth
-from core.breaker import BreakerState, CircuitBreaker
 from core.clientaddr import ClientAddressResolver
 from core.config import Settings
 from core.errors import ConfigError, ImageFolderError
@@ -27,6 +26,7 @@ from core.ratelimit import MemoryRateLimiter, RateLimiter, TokenBucket
 from core.service import CreatureService
 
 if TYPE_CHECKING:
+    from core.breaker import BreakerState
     from core.images.diffusion import PipelineOptions
 
 
@@ -75,7 +75,8 @@ def build_service(settings: Settings, *, metrics: Metrics | None = None) -> Crea
 def build_name_source(settings: Settings) -> NameSource:
     if settings.name_backend == "local":
         return LocalNames()
-    # Imported here only: httpx and the pool cost a local-names start-up (a Lambda cold start) nothing.
+    # Imported here only: httpx, the pool and the breaker cost a local-names start-up (a Lambda cold start) nothing.
+    from core.breaker import CircuitBreaker
     from core.names.openai_client import OpenAINameClient
     from core.names.remote import RemoteNames
 

@@ -10,7 +10,8 @@ line, never an exception (Mangum raises on events it cannot infer, and a raising
 crash to whatever invoked it).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the event TypedDicts would then keep each field's type as text,
+# which typing compiles one by one when the class is built — milliseconds of every cold start.
 
 import asyncio
 import logging
