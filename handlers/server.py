@@ -9,14 +9,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from core.config import Settings, load_settings
 from core.errors import ConfigError
-from core.eventlog import configure_logging, flush_logs, log
-from core.metrics import PrometheusMetrics
-from handlers.api import create_app
+from handlers import collector
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from core.config import Settings
 
 
 def tls_files(settings: Settings) -> tuple[Path, Path] | None:
@@ -35,6 +36,13 @@ def tls_files(settings: Settings) -> tuple[Path, Path] | None:
 
 
 def build_server(settings: Settings) -> uvicorn.Server:
+    # Imported when called, which `main` does with the collector paused (handlers/collector.py).
+    import uvicorn
+
+    from core.eventlog import log
+    from core.metrics import PrometheusMetrics
+    from handlers.api import create_app
+
     tls = tls_files(settings)
     app = create_app(settings, metrics=PrometheusMetrics())
     if tls is None:
@@ -67,13 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="overrides POKEMON_PORT")
     args = parser.parse_args(argv)
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
-    try:
-        settings = load_settings(**overrides)
-        configure_logging(level=settings.log_level, json_lines=settings.log_json)
-        server = build_server(settings)
-    except ConfigError as exc:
-        print(f"pokemon: {exc}", file=sys.stderr)
-        return 2
+    with collector.paused():
+        # Imported here rather than with the module: most of what start-up allocates comes with them, and
+        # the collector pauses for all of it (handlers/collector.py).
+        from core.config import load_settings
+        from core.eventlog import configure_logging, flush_logs
+
+        try:
+            settings = load_settings(**overrides)
+            configure_logging(level=settings.log_level, json_lines=settings.log_json)
+            server = build_server(settings)
+        except ConfigError as exc:
+            print(f"pokemon: {exc}", file=sys.stderr)
+            return 2
     # uvicorn catches SIGINT/SIGTERM itself (stop accepting, drain, lifespan shutdown), then re-raises the
     # signal through the handlers it found: these make that last step a quiet exit 0 after the logs flush.
     for sig in (signal.SIGINT, signal.SIGTERM):
