@@ -37,7 +37,7 @@ from bench.report import Outcome, environment, finish, outcome_of
 from bench.wrk import WrkResult, require_wrk, run_wrk
 from tests.support.paths import SHIPPED_IMAGES
 
-TARGET_RATIO = 0.75
+TARGET_RATIO = 0.85
 # High enough that no client is ever refused, low enough that the limiter still runs on every request.
 RATE_LIMIT_PER_MIN = 1_000_000_000
 IMAGE_COUNT = 6  # POKEMON_MIN_INDEX=0 .. POKEMON_MAX_INDEX=5, the service's defaults
