@@ -4,8 +4,8 @@ The server exports Prometheus text at `/metrics` (`PrometheusMetrics`); Lambda w
 through Powertools (`PowertoolsMetrics`, flushed per invocation); tests and tools run with `NullMetrics`.
 The sink is chosen by the entry point and handed to what records into it (the service, the middleware,
 the image backend): nothing looks it up from a global, so nothing depends on import or build order.
-Label values are bounded (routes are the service's own, statuses are HTTP codes), so no caller can grow
-the series without limit.
+Label values are bounded (the HTTP layer labels routes by the service's own paths, `handlers/routes.py`;
+statuses are HTTP codes), so no caller can grow the series without limit.
 """
 
 from __future__ import annotations
@@ -18,13 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-ROUTES = frozenset({"/v1/generate", "/health", "/health/ready", "/metrics", "/", "/openapi.json", "/docs"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-
-
-def route_label(path: str) -> str:
-    return path if path in ROUTES else "other"
 
 
 class Metrics(Protocol):

@@ -22,6 +22,7 @@ from handlers.context import AppContext
 from handlers.endpoint import GenerateEndpoint, GenerateRouteMiddleware
 from handlers.errors import ApiError, answer_for
 from handlers.middleware import RequestContextMiddleware
+from handlers.routes import GENERATE_PATH, HEALTH_PATH, METRICS_PATH, READY_PATH
 from handlers.webpage import add_web_page
 
 # --- Routes ---
@@ -145,12 +146,12 @@ def create_app(
     app.state.generate_endpoint = GenerateEndpoint(context)
     # Documented in handlers/openapi.py (operation ids, response shapes, headers), which the document is
     # built from on demand.
-    app.add_api_route("/v1/generate", generate, methods=["GET"])
-    app.add_api_route("/health", health, methods=["GET"])
-    app.add_api_route("/health/ready", ready, methods=["GET"])
+    app.add_api_route(GENERATE_PATH, generate, methods=["GET"])
+    app.add_api_route(HEALTH_PATH, health, methods=["GET"])
+    app.add_api_route(READY_PATH, ready, methods=["GET"])
     if isinstance(parts.metrics, PrometheusMetrics):
         parts.metrics.watch_queue(service.queue_depth)
-        app.add_api_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
+        app.add_api_route(METRICS_PATH, prometheus, methods=["GET"], include_in_schema=False)
     for mapped in (PokemonError, ApiError, StarletteHTTPException):
         app.add_exception_handler(mapped, _mapped_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

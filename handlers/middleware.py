@@ -16,8 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.clientaddr import ClientAddressResolver
 from core.eventlog import bind_context, log, unbind_context
-from core.metrics import Metrics, NullMetrics, route_label
+from core.metrics import Metrics, NullMetrics
 from handlers.errors import answer_for
+from handlers.routes import route_label
 
 REQUEST_ID_HEADER = b"x-request-id"
 REQUEST_ID_PATTERN = "[A-Za-z0-9._:-]{1,128}"  # a caller's id is echoed only when it is this plainly an id

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute
 from core.creature import MAX_SEED, Rarity
 from core.version import version
 from handlers.middleware import REQUEST_ID_PATTERN
+from handlers.routes import GENERATE_PATH, HEALTH_PATH, READY_PATH
 
 # --- The response shapes (responses are pre-encoded, not built from these) ---
 
@@ -141,7 +142,7 @@ class Operation:
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("/v1/generate", "GET"): Operation(
+    (GENERATE_PATH, "GET"): Operation(
         operation_id="generateCreature",
         summary="Generate a creature",
         tags=("creatures",),
@@ -156,10 +157,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         parameters=(SEED_PARAMETER,),
     ),
-    ("/health", "GET"): Operation(
+    (HEALTH_PATH, "GET"): Operation(
         operation_id="getHealth", summary="Liveness and status", tags=("health",), response_model=HealthBody
     ),
-    ("/health/ready", "GET"): Operation(
+    (READY_PATH, "GET"): Operation(
         operation_id="getReadiness",
         summary="Readiness: 503 until warm-up is done",
         tags=("health",),
@@ -220,5 +221,5 @@ def build_document(app: FastAPI, *, bearer_auth: bool) -> dict[str, Any]:
             _with_request_id(operation)
     if bearer_auth:
         document.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        document["paths"]["/v1/generate"]["get"]["security"] = [{"bearer": []}]
+        document["paths"][GENERATE_PATH]["get"]["security"] = [{"bearer": []}]
     return document

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from core.metrics import PowertoolsMetrics, PrometheusMetrics, route_label
+from core.metrics import PowertoolsMetrics, PrometheusMetrics
+from handlers.routes import route_label
 from tests.support.server import ServerFactory
 
 
