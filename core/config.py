@@ -118,10 +118,17 @@ class Settings(BaseModel):
 
     @field_validator("bearer_token", mode="before")
     @classmethod
-    def _empty_token_is_none(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
+    def _token_text(cls, value: object) -> object:
+        # Empty means auth off (the description's default). Whitespace around a token is stripped, as the
+        # client's token is (core/auth.py): kept, no client could ever match it. Whitespace alone is refused
+        # rather than read as "off", so a mangled secret never turns authentication off unnoticed.
+        if not isinstance(value, str):
+            return value
+        if not value:
             return None
-        return value
+        if not value.strip():
+            raise ValueError("a token, or empty to turn authentication off (whitespace alone is not a token)")
+        return value.strip()
 
     @field_validator("image_pattern")
     @classmethod
@@ -207,7 +214,11 @@ class Settings(BaseModel):
             raise ValueError(f"a weight for every tier F,E,D,C,B,A,S,S+ (missing {','.join(missing)})")
         if any(not math.isfinite(weight) or weight < 0 for weight in value.values()):
             raise ValueError("finite weights ≥ 0")
-        if sum(value.values()) <= 0:
+        total = sum(value.values())
+        if not math.isfinite(total):
+            # Each weight finite is not enough: 1e308 twice sums to inf, and every draw would land on S+.
+            raise ValueError("weights whose sum is finite")
+        if total <= 0:
             raise ValueError("at least one weight above 0")
         return value
 

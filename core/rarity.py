@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
 from collections.abc import Mapping
 
@@ -24,6 +25,9 @@ class RarityTable:
         self._tiers = tiers
         self._cumulative = list(itertools.accumulate(weights[tier] for tier in tiers))
         self._total = self._cumulative[-1]
+        if not math.isfinite(self._total):
+            # Finite weights can still overflow their sum, and an infinite total sends every draw to the last tier.
+            raise ValueError("rarity weights must be finite, with a finite sum")
 
     def draw(self, rng: random.Random) -> Rarity:
         return self.at(rng.random())

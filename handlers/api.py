@@ -141,6 +141,9 @@ def create_app(
         title="Pokémon Generator API",
         description="Invents a creature on every call: an image, a name and a weighted rarity.",
         lifespan=lifespan,
+        # No automatic `/health/` -> `/health` redirect: it built its Location from the request's Host header,
+        # which the client writes. A path with a trailing slash is a plain 404 like any other unknown path.
+        redirect_slashes=False,
     )
     app.state.context = context
     app.state.generate_endpoint = GenerateEndpoint(context)
@@ -149,6 +152,10 @@ def create_app(
     app.add_api_route(GENERATE_PATH, generate, methods=["GET"])
     app.add_api_route(HEALTH_PATH, health, methods=["GET"])
     app.add_api_route(READY_PATH, ready, methods=["GET"])
+    # HEAD for load balancers and uptime checks: the GET route's answer, whose body the server leaves out.
+    # Generation keeps GET only: a HEAD would cost a creature for a body nobody reads.
+    for path, probe in ((HEALTH_PATH, health), (READY_PATH, ready)):
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
     if isinstance(parts.metrics, PrometheusMetrics):
         parts.metrics.watch_queue(service.queue_depth)
         app.add_api_route(METRICS_PATH, prometheus, methods=["GET"], include_in_schema=False)

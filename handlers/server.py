@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
 from handlers import collector
+from handlers.listen import check_listen_address
 
 if TYPE_CHECKING:
     import uvicorn
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             settings = load_settings(**overrides)
+            check_listen_address(settings.host, settings.port)
             configure_logging(level=settings.log_level, json_lines=settings.log_json)
             server = build_server(settings)
         except ConfigError as exc:

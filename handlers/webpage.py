@@ -82,5 +82,5 @@ def add_web_page(app: FastAPI) -> None:
             raise StarletteHTTPException(status_code=404)
         return asset(name, media_type).response(request)
 
-    app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/", index, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_api_route("/static/{file}", static_file, methods=["GET"], include_in_schema=False)

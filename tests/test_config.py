@@ -69,8 +69,29 @@ def test_environment_is_read_by_the_description_names(monkeypatch: pytest.Monkey
 
 
 def test_empty_token_means_auth_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POKEMON_BEARER_TOKEN", "  ")
+    monkeypatch.setenv("POKEMON_BEARER_TOKEN", "")
     assert get_settings().bearer_token is None
+
+
+def test_a_whitespace_only_token_is_refused_not_read_as_auth_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POKEMON_BEARER_TOKEN", " \t ")
+    with pytest.raises(ConfigError) as raised:
+        get_settings()
+    assert raised.value.variable == "POKEMON_BEARER_TOKEN"
+    assert "\t" not in str(raised.value)  # masked like any token
+
+
+def test_whitespace_around_the_token_is_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POKEMON_BEARER_TOKEN", " tok\n")
+    token = get_settings().bearer_token
+    assert token is not None and token.get_secret_value() == "tok"
+
+
+def test_weights_whose_sum_overflows_are_refused() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(POKEMON_RARITY_WEIGHTS="F=1e308,E=1e308,D=0,C=0,B=0,A=0,S=0,S+=1")
+    assert raised.value.variable == "POKEMON_RARITY_WEIGHTS"
+    assert "finite" in str(raised.value)
 
 
 def test_secrets_are_masked_in_the_public_view(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -322,8 +322,14 @@ def test_rate_limit_through_lambda_keys_on_the_source_address(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("POKEMON_RATE_LIMIT_PER_MIN", "lots"), ("POKEMON_IMAGES_DIR", "/nonexistent/images")],
-    ids=["bad-setting", "missing-images"],
+    [
+        ("POKEMON_RATE_LIMIT_PER_MIN", "lots"),
+        ("POKEMON_IMAGES_DIR", "/nonexistent/images"),
+        # Powertools once parsed LOG_LEVEL itself when the handler module was imported, and raised.
+        ("LOG_LEVEL", "VERBOSE"),
+        ("POKEMON_RARITY_WEIGHTS", "F=1e308,E=1e308,D=0,C=0,B=0,A=0,S=0,S+=1"),
+    ],
+    ids=["bad-setting", "missing-images", "bad-log-level", "overflowing-weights"],
 )
 def test_a_configuration_error_answers_500_with_one_log_line(tmp_path: Path, setting: str, value: str) -> None:
     steps = [

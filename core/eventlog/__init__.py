@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import IO
@@ -38,7 +39,21 @@ __all__ = [
 
 formatter = EventFormatter()
 handler = BackgroundLineHandler()
-logger = Logger(service=SERVICE, logger_formatter=formatter, logger_handler=handler)
+
+
+def _initial_level() -> str:
+    """The level to log at until `configure_logging` sets the configured one.
+
+    Given no level, Powertools parses POWERTOOLS_LOG_LEVEL or LOG_LEVEL itself, here at import, and raises on
+    a name it does not know: a traceback before `Settings` can answer with its one-line ConfigError, and a
+    Lambda module that fails to load. So it always gets one: the environment's when `logging` knows the name
+    (as before), INFO otherwise (and start-up then refuses the value).
+    """
+    text = (os.getenv("POWERTOOLS_LOG_LEVEL") or os.getenv("LOG_LEVEL") or "").strip().upper()
+    return text if text in logging.getLevelNamesMapping() else "INFO"
+
+
+logger = Logger(service=SERVICE, level=_initial_level(), logger_formatter=formatter, logger_handler=handler)
 log = EventLog(logger, formatter, handler)
 atexit.register(handler.flush)  # the writer is a daemon thread: what it has not written yet goes now
 
