@@ -174,7 +174,8 @@ def _documented(route: BaseRoute) -> BaseRoute:
     """The route as the document describes it: the app's own route, redone with its `Operation`."""
     if not isinstance(route, APIRoute) or not route.include_in_schema:
         return route
-    methods = list(route.methods or ())
+    # HEAD is GET without the body: the document describes the GET.
+    methods = sorted(set(route.methods or ()) - {"HEAD"})
     if len(methods) != 1:
         return route
     operation = OPERATIONS.get((route.path, methods[0]))
@@ -183,7 +184,7 @@ def _documented(route: BaseRoute) -> BaseRoute:
     return APIRoute(
         route.path,
         route.endpoint,  # the same function, so its docstring is still the operation's description
-        methods=route.methods,
+        methods=methods,
         name=route.name,
         operation_id=operation.operation_id,
         summary=operation.summary,
