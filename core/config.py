@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from core.creature import Rarity
 from core.errors import ConfigError
+from core.redaction import mask_url_credentials
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -249,6 +250,8 @@ class Settings(BaseModel):
                 value = [str(network) for network in value]
             elif name == "rarity_weights":
                 value = format_rarity_weights(value)
+            elif name == "openai_base_url":
+                value = mask_url_credentials(value)  # `http://user:password@host/v1` is a valid setting
             view[str(key)] = value
         return view
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.redaction import mask_url_credentials
+
 if TYPE_CHECKING:
     from core.ratelimit.bucket import RateDecision
 
@@ -29,7 +31,7 @@ class ConfigError(PokemonError):
         self.value = value
         self.allowed = allowed
         secret = variable in SECRET_VARIABLES or hasattr(value, "get_secret_value")
-        shown = "'***'" if secret else repr(value)
+        shown = "'***'" if secret else mask_url_credentials(repr(value))
         super().__init__(f"invalid setting {variable}={shown}: {allowed}")
 
 

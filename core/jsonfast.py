@@ -1,6 +1,8 @@
 """Compact JSON for the hot path: log lines and creature metadata.
 
 `compact_json(value)` is exactly `json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)`.
+Like `json.dumps`, it leaves DEL, C1 (\x85) and U+2028/U+2029 raw: valid JSON, and API answers keep those
+exact bytes; log lines escape them on top (`core/eventlog/escape.py`), as a line must not split on them.
 orjson writes the usual values (text, numbers, mappings of them) several times faster than the standard
 library; the few it writes differently go to the standard encoder instead:
 

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from core import wiring
 from core.config import Settings, get_settings
 from core.errors import InvalidRequest, PokemonError
-from core.eventlog import flush_logs, log
+from core.eventlog import flush_logs, formatter, log
 from core.metrics import Metrics, PrometheusMetrics
 from core.service import CreatureService
 from handlers.context import AppContext
@@ -117,6 +117,9 @@ def create_app(
     to FastAPI's router (for comparisons and tests).
     """
     settings = settings or get_settings()
+    secret = settings.bearer_token.get_secret_value() if settings.bearer_token is not None else None
+    if secret:
+        formatter.mask(secret)  # whatever a client sends back to us (path, query, headers), never in a line
     parts = wiring.build(settings, metrics=metrics, service=service)
     service = parts.service
     context = AppContext(service=service, auth=parts.auth, limiter=parts.limiter, metrics=parts.metrics)
@@ -168,6 +171,7 @@ def create_app(
         resolver=parts.client_addresses,
         metrics=parts.metrics,
         log_request_body=settings.log_request_body,
+        secret=secret,
     )
     _openapi_on_demand(app, bearer_auth=context.auth.enabled)
     log.info(

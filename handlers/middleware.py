@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.clientaddr import ClientAddressResolver
 from core.eventlog import bind_context, log, unbind_context
 from core.metrics import Metrics, NullMetrics
+from core.redaction import mask_query
 from handlers.errors import answer_for
 from handlers.routes import route_label
 
@@ -36,10 +37,11 @@ def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+def _request_id(headers: list[tuple[bytes, bytes]], secret: bytes | None = None) -> str:
     for key, value in headers:
-        # Echo a caller's id only when it is plainly an id: it ends up in log lines and headers.
-        if key == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
+        # Echo a caller's id only when it is plainly an id: it ends up in log lines and headers. Never one
+        # holding the bearer token: a client must not get the token written to the logs under another name.
+        if key == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value) and not (secret and secret in value):
             return value.decode("ascii")
     return f"{_request_ids.getrandbits(64):016x}"
 
@@ -62,11 +64,15 @@ class RequestContextMiddleware:
         resolver: ClientAddressResolver,
         metrics: Metrics | None = None,
         log_request_body: bool = False,
+        secret: str | None = None,
     ) -> None:
+        """`secret` is the bearer token, if any: kept out of request ids and, even encoded, out of queries."""
         self.app = app
         self.resolver = resolver
         self.log_request_body = log_request_body
         self.metrics = metrics or NullMetrics()
+        self.secret = secret or None
+        self._raw_secret = secret.encode() if secret else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,7 +80,7 @@ class RequestContextMiddleware:
             return
         began = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        request_id = _request_id(headers)
+        request_id = _request_id(headers, self._raw_secret)
         peer = scope.get("client")
         forwarded = xff = None
         if self.resolver.trusts_proxies:
@@ -89,7 +95,7 @@ class RequestContextMiddleware:
         try:
             request_fields: dict[str, object] = {"method": method, "path": path, "client": client}
             if scope["query_string"]:
-                request_fields["query"] = scope["query_string"][:512].decode("latin-1")
+                request_fields["query"] = mask_query(scope["query_string"][:512].decode("latin-1"), self.secret)
             if self.log_request_body:
                 receive, body = await _buffer_body(receive)
                 request_fields["body"] = body[:MAX_LOGGED_BODY].decode("utf-8", "replace")

@@ -2,13 +2,13 @@
 
 JSON lines look like `{"ts": "...Z", "level": "INFO", "logger": "pokemon", "message": "<event>", "extra": {...}}`.
 Keys bound to the current request (`bind_context`) appear at the top level of every line it logs.
+Whatever a value holds, a line stays one line (`escape.py`), and a secret given to `mask` never shows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable
@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging.formatter import BasePowertoolsFormatter
 
+from core.eventlog.escape import escape_text, json_safe, text_value
 from core.jsonfast import compact_json
 
 SERVICE = "pokemon"
@@ -61,6 +62,20 @@ class EventFormatter(BasePowertoolsFormatter):
         self._last_ts: tuple[int, str] = (-1, "")
         self._keys_json: tuple[dict[str, Any] | None, dict[str, Any] | None, str | None] = (None, None, "")
         self._heads: dict[tuple[str, str, str], str] = {}
+        # The forms a secret takes in each format; empty (the usual case) unless `mask` was called.
+        self._masked_json: tuple[str, ...] = ()
+        self._masked_text: tuple[str, ...] = ()
+
+    def mask(self, secret: str) -> None:
+        """Write `***` wherever `secret` would appear in a line, as is or as the line's format escapes it."""
+        if not secret:
+            return
+        # In JSON only the encoded form can occur, and only inside a string: masking it keeps the line JSON.
+        # Longest first: a shorter secret inside a longer one must not leave the longer one half written.
+        json_forms = {*self._masked_json, json_safe(compact_json(secret)[1:-1])}
+        text_forms = {*self._masked_text, secret, text_value(secret).strip('"')}
+        self._masked_json = tuple(sorted(json_forms, key=len, reverse=True))
+        self._masked_text = tuple(sorted(text_forms - {""}, key=len, reverse=True))
 
     # Powertools' key management: appended keys appear at the top level of every line.
     def append_keys(self, **additional_keys: Any) -> None:
@@ -139,10 +154,20 @@ class EventFormatter(BasePowertoolsFormatter):
         shown = self._shown_keys
         context = _context_keys.get()
         if self.json_lines:
-            return self._json_line(ts, level, logger_name, message, shown, context, extra)
-        keys = {**shown, **context} if context else shown
-        pairs = " ".join(f"{key}={_text(value)}" for key, value in {**keys, **extra}.items())
-        return f"{ts} {level:<7} {logger_name} {message}" + (f" {pairs}" if pairs else "")
+            line = self._json_line(ts, level, logger_name, message, shown, context, extra)
+            # Tested here rather than in json_safe, saving a call: isascii() reads a flag, DEL is one scan.
+            if not line.isascii() or "\x7f" in line:
+                line = json_safe(line)
+        else:
+            keys = {**shown, **context} if context else shown
+            pairs = " ".join(f"{key}={_text(value)}" for key, value in {**keys, **extra}.items())
+            if not message.isprintable():
+                message = escape_text(message)
+            line = f"{ts} {level:<7} {logger_name} {message}" + (f" {pairs}" if pairs else "")
+        masked = self._masked_json if self.json_lines else self._masked_text
+        if masked:  # only when a secret is configured: then one `in` per line and form
+            line = _mask(line, masked)
+        return line
 
     def _json_line(
         self,
@@ -183,7 +208,18 @@ class EventFormatter(BasePowertoolsFormatter):
         return f'{{"ts":"{ts}"{head}{keys_json},"extra":{compact_json(extra)}}}'
 
 
+def _mask(line: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret in line:
+            line = line.replace(secret, "***")
+    return line
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str):
-        return compact_json(value)
-    return json.dumps(value, ensure_ascii=False) if (" " in value or "=" in value or not value) else value
+        text = compact_json(value)
+        return text if text.isascii() and "\x7f" not in text else json_safe(text)
+    # text_value's plain case, inlined: it is most values of most lines.
+    if value.isprintable() and value and " " not in value and "=" not in value and '"' not in value:
+        return value
+    return text_value(value)

@@ -14,6 +14,7 @@ from core.errors import NameServerError
 from core.eventlog import log
 from core.names.extract import extract_name
 from core.names.prompts import Language, messages
+from core.redaction import mask_url_credentials
 
 MAX_LOGGED_CONTENT = 300
 
@@ -51,7 +52,7 @@ class OpenAINameClient:
         )
 
     def __repr__(self) -> str:
-        return f"OpenAINameClient(base_url={str(self._http.base_url)!r}, model={self._model!r})"
+        return f"OpenAINameClient(base_url={mask_url_credentials(str(self._http.base_url))!r}, model={self._model!r})"
 
     def _payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {

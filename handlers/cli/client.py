@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from core.redaction import mask_url_credentials
 from handlers.cli.errors import CliError, one_line
 from handlers.routes import GENERATE_PATH
 
@@ -81,6 +82,7 @@ class HttpClient:
 
     def __init__(self, url: str, *, token: str | None, insecure: bool, timeout: float) -> None:
         self.endpoint = generate_url(url)
+        self._shown = mask_url_credentials(self.endpoint)  # messages name the server, never its password
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(headers=headers, verify=not insecure, timeout=timeout)
 
@@ -90,11 +92,12 @@ class HttpClient:
             response = await self._http.get(self.endpoint, params=params)
         except httpx.ConnectError as exc:
             hint = " (a self-signed certificate? try --insecure)" if "CERTIFICATE" in str(exc).upper() else ""
-            raise CliError(f"cannot connect to {self.endpoint}: {one_line(exc)}{hint}", fatal=True) from None
+            raise CliError(f"cannot connect to {self._shown}: {one_line(exc)}{hint}", fatal=True) from None
         except httpx.TimeoutException as exc:
-            raise CliError(f"{self.endpoint} did not answer in time ({type(exc).__name__})") from None
+            raise CliError(f"{self._shown} did not answer in time ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
-            raise CliError(f"request to {self.endpoint} failed: {one_line(exc)}", fatal=True) from None
+            message = mask_url_credentials(one_line(exc))
+            raise CliError(f"request to {self._shown} failed: {message}", fatal=True) from None
         if response.status_code >= 400:
             raise api_error(response)
         return GeneratedCreature.from_wire(response.content)
@@ -108,9 +111,9 @@ def generate_url(url: str) -> str:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
-        raise CliError(f"invalid --url {url!r}", exit_code=2) from None
+        raise CliError(f"invalid --url {mask_url_credentials(repr(url))}", exit_code=2) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise CliError(f"invalid --url {url!r}: expected http(s)://host[:port]", exit_code=2)
+        raise CliError(f"invalid --url {mask_url_credentials(repr(url))}: expected http(s)://host[:port]", exit_code=2)
     base = url.rstrip("/")
     return base if base.endswith(GENERATE_PATH) else base + GENERATE_PATH
 
