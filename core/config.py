@@ -68,6 +68,10 @@ class Settings(BaseModel):
     rate_limit_max_clients: int = Field(100_000, ge=1, validation_alias="POKEMON_RATE_LIMIT_MAX_CLIENTS")
     rate_limit_table: str | None = Field(None, validation_alias="POKEMON_RATE_LIMIT_TABLE")
     rate_limit_fail_open: bool = Field(True, validation_alias="POKEMON_RATE_LIMIT_FAIL_OPEN")
+    rate_limit_breaker_failures: int = Field(3, ge=1, le=1000, validation_alias="POKEMON_RATE_LIMIT_BREAKER_FAILURES")
+    rate_limit_breaker_cooldown: float = Field(
+        5.0, gt=0, le=3600, validation_alias="POKEMON_RATE_LIMIT_BREAKER_COOLDOWN"
+    )
     trusted_proxies: tuple[IPNetwork, ...] = Field((), validation_alias="POKEMON_TRUSTED_PROXIES")
     rarity_weights: dict[Rarity, float] = Field(
         default_factory=lambda: dict(DEFAULT_RARITY_WEIGHTS), validation_alias="POKEMON_RARITY_WEIGHTS"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core import draws
 from core.creature import Creature, new_creature_id, new_seed, utc_timestamp
@@ -28,21 +28,34 @@ class ServiceHealth:
     time: str
     images: ComponentHealth
     names: ComponentHealth
+    rate_limit: ComponentHealth | None = None  # composed by the entry point, which holds the limiter
 
     @property
     def ready(self) -> bool:
         return self.status is not HealthStatus.WARMING
 
+    def with_rate_limit(self, limiter: ComponentHealth) -> ServiceHealth:
+        """This report with the rate-limit store as one more component; a degraded store degrades it."""
+        status = self.status if self.status is HealthStatus.WARMING else HealthStatus.worst(self.status, limiter.status)
+        return replace(self, status=status, rate_limit=limiter)
+
     def to_dict(self) -> dict[str, object]:
+        components: dict[str, object] = {
+            "images": {"status": self.images.status.value, "detail": self.images.detail},
+            "names": {"status": self.names.status.value, "detail": self.names.detail},
+        }
+        if self.rate_limit is not None:
+            components["rateLimit"] = {
+                "backend": self.rate_limit.backend,
+                "status": self.rate_limit.status.value,
+                "detail": self.rate_limit.detail,
+            }
         return {
             "status": self.status.value,
             "time": self.time,
             "backend": self.images.backend,
             "nameBackend": self.names.backend,
-            "components": {
-                "images": {"status": self.images.status.value, "detail": self.images.detail},
-                "names": {"status": self.names.status.value, "detail": self.names.detail},
-            },
+            "components": components,
         }
 
 

@@ -169,6 +169,8 @@ def build_rate_limiter(settings: Settings) -> RateLimiter | None:
             settings.rate_limit_table,
             bucket,
             fail_open=settings.rate_limit_fail_open,
+            breaker_failures=settings.rate_limit_breaker_failures,
+            breaker_cooldown=settings.rate_limit_breaker_cooldown,
             max_cached_keys=settings.rate_limit_max_clients,  # the bound the in-memory limiter has
         )
     return MemoryRateLimiter(bucket, max_buckets=settings.rate_limit_max_clients)

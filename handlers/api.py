@@ -51,7 +51,11 @@ async def prometheus(request: Request) -> Response:
 
 
 async def health(request: Request) -> JSONResponse:
-    return JSONResponse(context_of(request).service.health().to_dict())
+    context = context_of(request)
+    report = context.service.health()
+    if context.limiter is not None:  # the limiter is the app's, not the service's: composed here
+        report = report.with_rate_limit(context.limiter.health())
+    return JSONResponse(report.to_dict())
 
 
 async def ready(request: Request) -> JSONResponse:

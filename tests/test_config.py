@@ -112,6 +112,8 @@ def test_secrets_are_masked_in_the_public_view(monkeypatch: pytest.MonkeyPatch) 
         ("POKEMON_GENERATION_BACKEND", "gpu", "'files' or 'sdxl'"),
         ("POKEMON_NAME_BACKEND", "cloud", "'local' or 'remote'"),
         ("POKEMON_RATE_LIMIT_PER_MIN", "-5", "greater than or equal to 0"),
+        ("POKEMON_RATE_LIMIT_BREAKER_FAILURES", "0", "greater than or equal to 1"),
+        ("POKEMON_RATE_LIMIT_BREAKER_COOLDOWN", "0", "greater than 0"),
         ("POKEMON_PORT", "70000", "less than or equal to 65535"),
         ("SDXL_WIDTH", "500", "multiple of 8"),
         ("SDXL_HEIGHT", "1001", "multiple of 8"),

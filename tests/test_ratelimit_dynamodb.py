@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from core import wiring
 from core.config import Settings
 from core.eventlog import configure_logging
+from core.health import HealthStatus
 from core.ratelimit import MemoryRateLimiter, RateDecision, TokenBucket
 from core.ratelimit.dynamodb import TTL_MARGIN_SECONDS, DynamoDBRateLimiter
 from tests.support.paths import REPO
@@ -293,7 +294,7 @@ def test_fail_open_admits_counts_and_logs_quickly(moto: Moto, monkeypatch: pytes
     limiter = DynamoDBRateLimiter(moto.table, TokenBucket.per_minute(5))
     started = time.monotonic()
     decision = _acquire(limiter, _key())
-    assert time.monotonic() - started < 3.0  # short timeouts, one retry
+    assert time.monotonic() - started < 1.5  # short timeouts, one attempt
     assert decision.allowed
     assert decision.remaining == 4  # what a full bucket would say
     assert limiter.store_failures == 1
@@ -312,6 +313,60 @@ def test_fail_closed_refuses_with_a_retry_after(moto: Moto, monkeypatch: pytest.
     assert int(decision.headers()["Retry-After"]) >= 1
     assert limiter.store_failures == 1
     limiter.close()
+
+
+class _Switchable:
+    """A client that forwards to whichever client `target` is now: a store that fails, then comes back."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
+def test_after_the_cooldown_one_probe_closes_the_breaker(moto: Moto) -> None:
+    import boto3
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    from tests.support.silent_server import SilentServer
+
+    stream = io.StringIO()
+    configure_logging(stream=stream, background=False)
+    clock = FakeClock(0.0)
+    with SilentServer() as silent:
+        config = Config(read_timeout=0.3, retries={"total_max_attempts": 1})
+        hung = boto3.session.Session().client("dynamodb", endpoint_url=silent.url, config=config)
+        client = _Switchable(hung)
+        limiter = DynamoDBRateLimiter(
+            moto.table,
+            TokenBucket(3, 1.0),
+            client=client,
+            breaker_failures=1,
+            breaker_cooldown=5.0,
+            breaker_clock=clock,
+        )
+        key = _key()
+        assert _acquire(limiter, key).allowed  # the store hangs: failed open, and the breaker opens
+        assert limiter.health().status is HealthStatus.DEGRADED
+        client.target = moto.client  # the store is back, but nobody asks it during the cool-down
+        started = time.monotonic()
+        assert _acquire(limiter, key).allowed
+        assert time.monotonic() - started < 0.05
+        assert limiter.health().status is HealthStatus.DEGRADED
+        clock.advance(5.0)
+        assert _acquire(limiter, key).remaining == 2  # the probe: the store's first take for this key
+        assert limiter.health().status is HealthStatus.OK
+        assert silent.accepted == 1
+        limiter.close()
+        hung.close()
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["extra"]["previous"], e["extra"]["state"]) for e in events if e["message"] == "rate_limit.breaker"] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+    assert [e["message"] for e in events].count("rate_limit.store_failed") == 1
 
 
 def test_any_store_error_is_a_store_failure(moto: Moto) -> None:

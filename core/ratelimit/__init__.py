@@ -5,8 +5,8 @@
 - `memory.py`   the default store: this process's memory, bounded
 - `dynamodb.py` a table shared by every instance (boto3, imported only when a table is configured)
 
-A new store is a class with `async acquire(key) -> RateDecision` that applies `TokenBucket.take` to
-state kept wherever it likes; `core/wiring.py` chooses it from the settings.
+A new store is a class with `async acquire(key) -> RateDecision` and `health()` (for `/health`) that
+applies `TokenBucket.take` to state kept wherever it likes; `core/wiring.py` chooses it from the settings.
 """
 
 from core.ratelimit.bucket import BucketState, RateDecision, TokenBucket

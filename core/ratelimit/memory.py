@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from core.health import ComponentHealth
 from core.ratelimit.bucket import BucketState, Clock, RateDecision, TokenBucket
 
 
@@ -39,6 +40,9 @@ class MemoryRateLimiter:
 
     async def acquire(self, key: str) -> RateDecision:
         return self.acquire_now(key)
+
+    def health(self) -> ComponentHealth:
+        return ComponentHealth("memory")  # no store to fail
 
     def _forget_full(self, now: float) -> None:
         # The least recently used end holds the oldest buckets, the first to be full again; stopping at
