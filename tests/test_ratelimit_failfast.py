@@ -190,3 +190,43 @@ def test_the_server_fails_closed_with_a_retry_after(silent: SilentServer, server
     assert elapsed < 2.0, elapsed
     assert [response.status_code for response in responses] == [429] * 6
     assert all(int(response.headers["Retry-After"]) >= 1 for response in responses)
+
+
+# --- The pieces: health composition and cancellation ---
+
+
+def test_the_rate_limit_component_joins_health_without_hiding_warming() -> None:
+    from core.health import ComponentHealth
+    from core.ratelimit import MemoryRateLimiter
+    from core.service import ServiceHealth
+
+    ok = ComponentHealth("files")
+    memory = MemoryRateLimiter(TokenBucket.per_minute(5)).health()
+    base = ServiceHealth(HealthStatus.OK, "2025-01-01T00:00:00Z", ok, ComponentHealth("local"))
+    assert base.with_rate_limit(memory).to_dict()["components"]["rateLimit"] == {  # type: ignore[index]
+        "backend": "memory",
+        "status": "ok",
+        "detail": None,
+    }
+    degraded = ComponentHealth("dynamodb", HealthStatus.DEGRADED, "breaker open")
+    assert base.with_rate_limit(degraded).status is HealthStatus.DEGRADED
+    warming = ServiceHealth(HealthStatus.WARMING, base.time, ok, base.names)
+    assert warming.with_rate_limit(degraded).status is HealthStatus.WARMING
+    assert set(base.to_dict()) == set(base.with_rate_limit(degraded).to_dict())  # the same top-level keys
+
+
+def test_a_cancelled_take_leaves_the_others_answered(silent: SilentServer) -> None:
+    limiter = DynamoDBRateLimiter("rate-limits", TokenBucket.per_minute(60), breaker_clock=FakeClock())
+
+    async def scenario() -> list[RateDecision]:
+        first = asyncio.ensure_future(limiter.acquire("one-client"))
+        others = [asyncio.ensure_future(limiter.acquire("one-client")) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        others[0].cancel()  # a client that went away while its take was queued
+        first.cancel()  # ... or while its own call was out
+        return await asyncio.gather(*others[1:])
+
+    decisions = asyncio.run(scenario())
+    assert all(decision.allowed for decision in decisions)
+    assert silent.accepted == 1
+    limiter.close()
