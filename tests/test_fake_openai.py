@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -157,6 +158,61 @@ def test_close_drops_the_connection_and_the_server_carries_on(llm: FakeLLM, clie
     assert content_of(chat(client)) == '{"name":"Aquaclaw"}'
 
 
+def test_huge_is_a_valid_completion_of_the_size_asked(llm: FakeLLM, client: httpx.Client) -> None:
+    llm.set("huge", size=3 << 20)
+    response = chat(client)
+    assert len(response.content) == 3 << 20
+    assert json.loads(content_of(response) or "") == {"name": "Aquaclaw"}
+
+
+def test_huge_defaults_to_8_mib(llm: FakeLLM, client: httpx.Client) -> None:
+    llm.set("huge")
+    assert len(chat(client).content) == 8 << 20
+
+
+def test_gzip_bomb_is_small_on_the_wire_and_huge_inflated(llm: FakeLLM, client: httpx.Client) -> None:
+    llm.set("gzip_bomb", size=20 << 20)
+    with client.stream("POST", "/chat/completions", json=REQUEST) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        wire = b"".join(response.iter_raw())
+    assert len(wire) < 100_000
+    inflated = zlib.decompress(wire, 16 + zlib.MAX_WBITS)
+    assert len(inflated) == 20 << 20
+    assert json.loads(json.loads(inflated)["choices"][0]["message"]["content"]) == {"name": "Aquaclaw"}
+
+
+def test_gzip_bomb_defaults_to_100_mib_in_about_100_kib(llm: FakeLLM, client: httpx.Client) -> None:
+    llm.set("gzip_bomb")
+    with client.stream("POST", "/chat/completions", json=REQUEST) as response:
+        wire = b"".join(response.iter_raw())
+    assert 50_000 < len(wire) < 200_000
+    assert len(zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(wire)) == 100 << 20
+
+
+def test_trickle_sends_one_byte_per_interval(llm: FakeLLM, client: httpx.Client) -> None:
+    llm.set("trickle", interval_ms=20)
+    began = time.monotonic()
+    with client.stream("POST", "/chat/completions", json=REQUEST) as response:
+        assert response.status_code == 200
+        headers_after = time.monotonic() - began
+        received = b""
+        for chunk in response.iter_raw():
+            received += chunk
+            if len(received) >= 10:
+                break
+        elapsed = time.monotonic() - began
+    assert headers_after < 0.5
+    assert 0.15 <= elapsed < 2.0
+    assert received[:10] == b'{"id": "ch'
+    # The handler notices the client left and stops trickling.
+    wait_for(lambda: llm.stats()["in_flight"] == 0)
+
+
+def test_trickle_delivers_a_whole_completion_in_the_end(llm: FakeLLM, client: httpx.Client) -> None:
+    llm.set("trickle", interval_ms=1)
+    assert content_of(chat(client)) == '{"name":"Aquaclaw"}'
+
+
 def test_request_log_records_the_exact_request(llm: FakeLLM, client: httpx.Client) -> None:
     chat(client, headers_ignored=None)  # an extra body field must be kept as sent
     client.post("/chat/completions?x=1", content=b"not json at all", headers={"Authorization": "Bearer sk-test"})
@@ -197,6 +253,8 @@ def test_control_reports_and_validates(llm: FakeLLM) -> None:
             "status": 500,
             "names": ["Solo"],
             "content": None,
+            "size": 0,
+            "interval_ms": 100,
         }
         assert http.post("/_control", content=b"{nope").status_code == 400
         assert http.post("/_control", json={"mode": "clean", "colour": "red"}).status_code == 400
@@ -206,6 +264,8 @@ def test_control_reports_and_validates(llm: FakeLLM) -> None:
         {"mode": "status", "status": 200},
         {"mode": "clean", "delay_ms": -1},
         {"mode": "clean", "names": []},
+        {"mode": "huge", "size": -1},
+        {"mode": "trickle", "interval_ms": 0},
     ]
     for kwargs in bad:
         with pytest.raises(ValueError, match="rejected"):

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from core.errors import NameServerError
-from core.names.openai_client import OpenAINameClient
+from core.names.openai_client import MAX_RESPONSE_BYTES, OpenAINameClient
 from core.names.prompts import PROMPTS
 from tests.support.fake_llm import FakeLLM
 from tests.support.ports import free_port
@@ -126,6 +129,99 @@ def test_nobody_listening_is_a_connect_failure() -> None:
     assert reason_of(f"http://127.0.0.1:{free_port()}/v1") == "connect"
 
 
+# --- Hostile answers: too big, a gzip bomb, a trickle ---
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The real transport, counting the bytes the client takes off the wire."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        response.stream = CountingStream(response.stream, self)  # type: ignore[arg-type]
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class CountingStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, counter: CountingTransport) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            self._counter.received += len(chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def hostile_fetch(base_url: str, **options: Any) -> tuple[str, float, int, int]:
+    """The failure reason (or the name), the seconds it took, the bytes off the wire and the peak of memory
+    Python allocated during the call."""
+    transport = CountingTransport()
+    tracemalloc.start()
+    began = time.monotonic()
+    try:
+        outcome = fetch(base_url, transport=transport, **options)
+    except NameServerError as exc:
+        outcome = exc.reason
+    finally:
+        elapsed = time.monotonic() - began
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return outcome, elapsed, transport.received, peak
+
+
+def test_a_huge_answer_is_refused_after_reading_the_cap(llm: FakeLLM) -> None:
+    llm.set("huge", size=32 << 20)
+    outcome, elapsed, received, peak = hostile_fetch(llm.base_url)
+    assert outcome == "too_large"
+    assert elapsed < 1.0
+    assert received < MAX_RESPONSE_BYTES + (128 << 10)  # the cap and a network read or two, of 32 MiB sent
+    assert peak < 4 << 20
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(llm: FakeLLM) -> None:
+    llm.set("gzip_bomb")  # 100 MiB of answer in about 100 KiB
+    hostile_fetch(llm.base_url)  # the fake builds its bomb once: not the client's time
+    outcome, elapsed, received, peak = hostile_fetch(llm.base_url)
+    assert outcome == "too_large"
+    assert elapsed < 1.0
+    assert received <= 200 << 10
+    # httpx's own decoder would inflate a 64 KiB network read whole: about 64 MiB at once.
+    assert peak < 4 << 20
+
+
+def test_answers_under_the_cap_are_read_plain_or_compressed(llm: FakeLLM) -> None:
+    llm.set("huge", size=MAX_RESPONSE_BYTES - 1000, names=["Mossquill"])  # parsed on a worker thread
+    assert fetch(llm.base_url) == "Mossquill"
+    llm.set("gzip_bomb", size=MAX_RESPONSE_BYTES, names=["Voltaran"])
+    assert fetch(llm.base_url) == "Voltaran"
+    llm.set("gzip_bomb", size=MAX_RESPONSE_BYTES + 1)
+    assert reason_of(llm.base_url) == "too_large"
+
+
+def test_a_smaller_cap_can_be_asked_for(llm: FakeLLM) -> None:
+    llm.set("huge", size=10_000)
+    assert reason_of(llm.base_url, max_response_bytes=5_000) == "too_large"
+    assert fetch(llm.base_url, max_response_bytes=10_000) == "Aquaclaw"
+
+
+def test_a_trickling_answer_ends_at_the_timeout(llm: FakeLLM) -> None:
+    llm.set("trickle", interval_ms=20)  # each byte well within any read timeout, the whole answer far past it
+    began = time.monotonic()
+    assert reason_of(llm.base_url, timeout=0.5) == "timeout"
+    assert 0.45 <= time.monotonic() - began < 1.0
+    wait_for(lambda: llm.stats()["in_flight"] == 0)  # the fake saw the client leave
+
+
 # --- The service with POKEMON_NAME_BACKEND=remote, as a process ---
 
 
@@ -224,3 +320,59 @@ def test_model_answers_are_logged_only_when_asked(llm: FakeLLM, server_factory: 
     assert "extract_name.failed" in quiet.log_path.read_text()
     logged = [json.loads(line) for line in loud.log_lines() if "extract_name.failed" in line]
     assert logged[0]["extra"]["content"] == "Sorry, as an AI I cannot invent names today."
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def latencies_ms(client: httpx.Client, count: int) -> list[float]:
+    spent = []
+    for _ in range(count):
+        began = time.perf_counter()
+        generate(client)
+        spent.append((time.perf_counter() - began) * 1000)
+    return sorted(spent)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
+
+
+@pytest.mark.parametrize("mode", ["gzip_bomb", "huge"])
+def test_a_hostile_model_neither_slows_nor_bloats_the_service(
+    llm: FakeLLM, server_factory: ServerFactory, mode: str
+) -> None:
+    llm.set("clean", names=NAMES)
+    # A breaker that stays closed, so the workers keep fetching hostile answers throughout.
+    server = server_factory(remote_settings(llm, POKEMON_NAME_BREAKER_FAILURES="1000"))
+    pid = server.process.pid
+    with server.client() as client:
+        wait_for(lambda: llm.stats()["chat_requests"] >= 8)
+        latencies_ms(client, 20)  # warm-up
+        baseline = latencies_ms(client, 200)
+
+        llm.set(mode, size=32 << 20 if mode == "huge" else 0)
+        hostile_from = llm.stats()["chat_requests"]
+        wait_for(lambda: llm.stats()["chat_requests"] >= hostile_from + 5)
+        rss_early = rss_kib(pid)
+        under_attack = latencies_ms(client, 200)
+        wait_for(lambda: llm.stats()["chat_requests"] >= hostile_from + 55, timeout=30.0)
+        rss_late = rss_kib(pid)
+        hostile = llm.stats()["chat_requests"] - hostile_from
+    server.stop()
+
+    figures = (
+        f"{mode}: {hostile} hostile answers; p50 {percentile(baseline, 0.5):.1f} -> "
+        f"{percentile(under_attack, 0.5):.1f} ms, p99 {percentile(baseline, 0.99):.1f} -> "
+        f"{percentile(under_attack, 0.99):.1f} ms; RSS {rss_early} -> {rss_late} KiB"
+    )
+    print(figures)
+    assert percentile(under_attack, 0.5) < max(3 * percentile(baseline, 0.5), 10.0), figures
+    assert percentile(under_attack, 0.99) < max(3 * percentile(baseline, 0.99), 50.0), figures
+    assert rss_late - rss_early < 8 << 10, figures  # KiB: no growth per answer
+    reasons = {json.loads(line)["extra"].get("reason") for line in server.log_lines() if "remote_name.failed" in line}
+    assert reasons == {"too_large"}

@@ -40,6 +40,8 @@ class FakeLLM:
         status: int | None = None,
         names: list[str] | None = None,
         content: str | None = None,
+        size: int | None = None,
+        interval_ms: int | None = None,
     ) -> None:
         """Replaces the whole behaviour for later chat requests and restarts the name cycle."""
         payload: dict[str, Any] = {"mode": mode, "delay_ms": delay_ms}
@@ -49,6 +51,10 @@ class FakeLLM:
             payload["names"] = names
         if content is not None:
             payload["content"] = content
+        if size is not None:
+            payload["size"] = size
+        if interval_ms is not None:
+            payload["interval_ms"] = interval_ms
         response = self._client.post("/_control", json=payload)
         if response.status_code != 200:
             # The server's message says which field was wrong; raise_for_status would drop it.

@@ -4,11 +4,16 @@
 
 prints `READY <port>` once it listens. Chat answers follow a behaviour that tests switch at run time:
 
-    POST /_control  {"mode": "clean", "delay_ms": 0, "status": 503, "names": [...], "content": "..."}
+    POST /_control  {"mode": "clean", "delay_ms": 0, "status": 503, "names": [...], "content": "...",
+                     "size": 0, "interval_ms": 100}
     POST /_reset    default behaviour, empty request log, zeroed counters
     GET  /_control  the behaviour now in force
     GET  /_requests every chat request received: [{"path", "headers", "body"}, ...]
     GET  /_stats    {"chat_requests": n, "in_flight": k, "max_in_flight": m}
+
+Hostile answers: `huge` pads a clean completion with spaces to `size` bytes (default 8 MiB), `gzip_bomb` sends
+one gzip body (`Content-Encoding: gzip`, about 100 KiB) that inflates to such a completion of `size` bytes
+(default 100 MiB), and `trickle` sends a clean completion one byte every `interval_ms`.
 
 Each `/_control` call replaces the whole behaviour (omitted fields take their defaults) and restarts the name
 cycle, so a test's outcome never depends on what an earlier test configured.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import ipaddress
 import json
 import secrets
@@ -27,6 +33,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
@@ -65,7 +72,15 @@ CONTENT_MODES: Final = frozenset(
     | {"placeholder", "raw"}
 )
 OTHER_MODES: Final = frozenset({"status", "not_json", "no_choices", "null_content", "hang", "close"})
-MODES: Final = CONTENT_MODES | OTHER_MODES
+# Modes whose answer is a clean completion delivered in a way meant to hurt the client.
+HOSTILE_MODES: Final = frozenset({"huge", "gzip_bomb", "trickle"})
+MODES: Final = CONTENT_MODES | OTHER_MODES | HOSTILE_MODES
+DEFAULT_SIZES: Final = {"huge": 8 << 20, "gzip_bomb": 100 << 20}
+# Past this a test asked for more than loopback and the fake's own memory should carry.
+MAX_SIZE: Final = 1 << 30
+# Huge bodies go out in pieces of this size, so the fake never holds one whole.
+WRITE_CHUNK: Final = 64 * 1024
+_PAD: Final = "\x00pad\x00"  # where the padding goes; json.dumps escapes NUL, so no name can contain it
 
 # Long enough for any test's deliberate hang; a finite bound so a forgotten connection cannot pin a thread forever.
 HANG_LIMIT_S: Final = 600.0
@@ -84,12 +99,14 @@ class Behaviour:
     status: int = 500
     names: tuple[str, ...] = DEFAULT_NAMES
     content: str | None = None
+    size: int = 0  # 0: the mode's default
+    interval_ms: int = 100
 
     @classmethod
     def parse(cls, payload: object) -> Behaviour:
         if not isinstance(payload, dict):
             raise ControlError("the body must be a JSON object")
-        unknown = set(payload) - {"mode", "delay_ms", "status", "names", "content"}
+        unknown = set(payload) - {"mode", "delay_ms", "status", "names", "content", "size", "interval_ms"}
         if unknown:
             raise ControlError(f"unknown fields: {sorted(unknown)}")
         mode = payload.get("mode", "clean")
@@ -115,7 +132,24 @@ class Behaviour:
             raise ControlError("content must be a string")
         if mode == "raw" and content is None:
             raise ControlError("mode 'raw' needs a content")
-        return cls(mode=mode, delay_ms=delay_ms, status=status, names=tuple(names), content=content)
+        size = payload.get("size", 0)
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+            raise ControlError(f"size must be an integer from 0 to {MAX_SIZE}")
+        interval_ms = payload.get("interval_ms", cls.interval_ms)
+        if not isinstance(interval_ms, int) or isinstance(interval_ms, bool) or interval_ms < 1:
+            raise ControlError("interval_ms must be an integer ≥ 1")
+        return cls(
+            mode=mode,
+            delay_ms=delay_ms,
+            status=status,
+            names=tuple(names),
+            content=content,
+            size=size,
+            interval_ms=interval_ms,
+        )
+
+    def byte_size(self) -> int:
+        return self.size or DEFAULT_SIZES.get(self.mode, 0)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "names": list(self.names)}
@@ -147,6 +181,48 @@ def message_content(mode: str, name: str, raw: str | None) -> str:
     if mode == "raw" and raw is not None:
         return raw
     raise ValueError(f"not a content mode: {mode}")
+
+
+def padded_completion(name: str, model: str, size: int) -> tuple[bytes, int, bytes]:
+    """A clean completion as (head, spaces, tail): head + that many spaces + tail is `size` bytes (or more, if
+    the completion alone is longer) and valid JSON, the spaces inside the message after the name's JSON."""
+    content = json.dumps({"name": name}, separators=(",", ":")) + _PAD
+    text = json.dumps(completion(model, content, prompt_tokens=1))
+    head, tail = (part.encode() for part in text.split(json.dumps(_PAD)[1:-1], 1))
+    return head, max(0, size - len(head) - len(tail)), tail
+
+
+@functools.lru_cache(maxsize=32)
+def gzip_bomb(name: str, size: int) -> bytes:
+    """A gzip body inflating to a `size`-byte completion; built once per name and size (it takes a while)."""
+    head, spaces, tail = padded_completion(name, MODEL_ID, size)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(head)]
+    block = b" " * WRITE_CHUNK
+    for start in range(0, spaces, WRITE_CHUNK):
+        parts.append(packer.compress(block[: min(WRITE_CHUNK, spaces - start)]))
+    parts += [packer.compress(tail), packer.flush()]
+    return b"".join(parts)
+
+
+def completion(model: str, content: str | None, *, prompt_tokens: int, with_choice: bool = True) -> dict[str, Any]:
+    """A chat completion as OpenAI's API writes it."""
+    choices: list[dict[str, Any]] = []
+    if with_choice:
+        choices.append({"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"})
+    completion_tokens = len(content or "") // 4 + 1
+    return {
+        "id": f"chatcmpl-{secrets.token_hex(12)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 def error_type(status: int) -> str:
@@ -411,30 +487,49 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.BAD_REQUEST, problem)
             return
         model = body.get("model", MODEL_ID)
+        if mode in HOSTILE_MODES:
+            # The client is meant to give up part-way: its leaving is the expected end, not an error.
+            with contextlib.suppress(OSError):
+                self._answer_hostile(behaviour, name, str(model))
+            return
         content: str | None = None
         if mode in CONTENT_MODES:
             content = message_content(mode, name, behaviour.content)
-        choices: list[dict[str, Any]] = []
-        if mode != "no_choices":
-            reply = {"role": "assistant", "content": content}
-            choices.append({"index": 0, "message": reply, "finish_reason": "stop"})
-        completion_tokens = len(content or "") // 4 + 1
         prompt_tokens = len(json.dumps(body.get("messages", []))) // 4 + 1
-        self._send_json(
-            HTTPStatus.OK,
-            {
-                "id": f"chatcmpl-{secrets.token_hex(12)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": choices,
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            },
-        )
+        answer = completion(model, content, prompt_tokens=prompt_tokens, with_choice=mode != "no_choices")
+        self._send_json(HTTPStatus.OK, answer)
+
+    def _answer_hostile(self, behaviour: Behaviour, name: str, model: str) -> None:
+        if behaviour.mode == "gzip_bomb":
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Encoding", "gzip")
+            self._send_bytes_as(gzip_bomb(name, behaviour.byte_size()), "application/json")
+            return
+        head, spaces, tail = padded_completion(name, model, behaviour.byte_size())
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(head) + spaces + len(tail)))
+        self.end_headers()
+        if behaviour.mode == "huge":
+            self.wfile.write(head)
+            block = b" " * WRITE_CHUNK
+            for start in range(0, spaces, WRITE_CHUNK):
+                self.wfile.write(block[: min(WRITE_CHUNK, spaces - start)])
+            self.wfile.write(tail)
+            return
+        for byte in head + b" " * spaces + tail:  # trickle
+            self.wfile.write(bytes((byte,)))
+            self.wfile.flush()
+            if self._wait_for_client(behaviour.interval_ms / 1000):
+                self._hang_up()
+                return
+
+    def _send_bytes_as(self, body: bytes, content_type: str) -> None:
+        """The rest of a response whose status line and first headers are already out."""
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 Handler.routes = {
