@@ -82,6 +82,7 @@ class Settings(BaseModel):
     port: int = Field(22222, ge=0, le=65535, validation_alias="POKEMON_PORT")
     tls_cert: Path = Field(Path("certs/cert.pem"), validation_alias="POKEMON_TLS_CERT")
     tls_key: Path = Field(Path("certs/key.pem"), validation_alias="POKEMON_TLS_KEY")
+    max_header_bytes: int = Field(16384, ge=1024, le=1_048_576, validation_alias="POKEMON_MAX_HEADER_BYTES")
 
     # SDXL
     sdxl_model: str = Field("stabilityai/sdxl-turbo", min_length=1, validation_alias="SDXL_TURBO_MODEL")

@@ -43,6 +43,7 @@ def build_server(settings: Settings) -> uvicorn.Server:
     from core.eventlog import log
     from core.metrics import PrometheusMetrics
     from handlers.api import create_app
+    from handlers.header_limit import header_limited_protocol
 
     tls = tls_files(settings)
     app = create_app(settings, metrics=PrometheusMetrics())
@@ -62,6 +63,8 @@ def build_server(settings: Settings) -> uvicorn.Server:
         # otherwise believe X-Forwarded-For from 127.0.0.1 and hand a spoofer a fresh rate-limit bucket.
         proxy_headers=False,
         forwarded_allow_ips="",
+        # httptools as uvicorn would pick it, with the request line and headers capped (handlers/header_limit.py).
+        http=header_limited_protocol(settings.max_header_bytes),
         server_header=False,
         access_log=False,  # http.response lines replace the access log
         log_config=None,
