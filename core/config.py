@@ -73,6 +73,10 @@ class Settings(BaseModel):
         5.0, gt=0, le=3600, validation_alias="POKEMON_RATE_LIMIT_BREAKER_COOLDOWN"
     )
     trusted_proxies: tuple[IPNetwork, ...] = Field((), validation_alias="POKEMON_TRUSTED_PROXIES")
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        "x-forwarded-for", validation_alias="POKEMON_PROXY_HEADER"
+    )
+    rate_limit_ipv6_prefix: int = Field(64, ge=32, le=128, validation_alias="POKEMON_RATE_LIMIT_IPV6_PREFIX")
     rarity_weights: dict[Rarity, float] = Field(
         default_factory=lambda: dict(DEFAULT_RARITY_WEIGHTS), validation_alias="POKEMON_RARITY_WEIGHTS"
     )
@@ -204,6 +208,11 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("proxy_header", mode="before")
+    @classmethod
+    def _header_name(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("rarity_weights", mode="before")
     @classmethod

@@ -53,7 +53,9 @@ def build(settings: Settings, *, metrics: Metrics | None = None, service: Creatu
         service=service or build_service(settings, metrics=sink),
         auth=BearerAuth(settings.bearer_token),
         limiter=build_rate_limiter(settings),
-        client_addresses=ClientAddressResolver(settings.trusted_proxies),
+        client_addresses=ClientAddressResolver(
+            settings.trusted_proxies, header=settings.proxy_header, ipv6_prefix=settings.rate_limit_ipv6_prefix
+        ),
         metrics=sink,
     )
 

@@ -18,7 +18,7 @@ from core.errors import InvalidRequest, PokemonError, ServiceUnavailable
 from core.eventlog import log
 from handlers.context import AppContext
 from handlers.errors import JSON_CONTENT_TYPE, RawHeaders, answer_for
-from handlers.middleware import client_address, header_value
+from handlers.middleware import client_address, client_key, header_value
 from handlers.routes import GENERATE_PATH
 
 
@@ -51,7 +51,7 @@ class GenerateEndpoint:
             if context.auth.enabled:
                 context.authenticate(header_value(scope["headers"], b"authorization"), client)
             seed = seed_from_query(scope["query_string"])
-            rate_headers = await context.take_token(client)
+            rate_headers = await context.take_token(client_key(scope))
             creature = await context.service.generate(seed)
         except PokemonError as exc:
             if isinstance(exc, InvalidRequest):

@@ -28,6 +28,7 @@ from mangum.types import LambdaContext as MangumContext
 from mangum.types import Scope
 
 from core import eventlog
+from core.clientaddr import parse_hop
 from core.config import get_settings
 from core.errors import ConfigError
 from core.eventlog import configure_logging, log, logger
@@ -222,18 +223,21 @@ def error_result(event: object, error: Exception) -> dict[str, Any]:
 
 
 class _ALBClient(ALB):
-    """Mangum's ALB adapter, but with the client address the load balancer saw.
+    """Mangum's ALB adapter, but with the client address the load balancer saw as the peer.
 
-    Mangum takes the whole `X-Forwarded-For` value as the peer. The load balancer appends the address it
-    saw, so the last hop is the client; anything to its left was written by the caller, and taking it
-    would give a spoofer a fresh rate-limit bucket per request.
+    Mangum takes the whole `X-Forwarded-For` value (of its last line) as the peer. The load balancer that
+    invoked the function appends the address it saw, so the last hop of all the lines is the peer; anything
+    to its left was written by the caller. `RequestContextMiddleware` then applies the trusted proxies to
+    it, as for any peer: the same rule as a server behind the same proxies.
     """
 
     @property
     def scope(self) -> Scope:
         scope = super().scope
-        forwarded = scope["client"][0] or ""
-        scope["client"] = (forwarded.rsplit(",", 1)[-1].strip() or None, 0)
+        lines = [value.decode("latin-1") for key, value in scope["headers"] if key == b"x-forwarded-for"]
+        hops = ",".join(lines).rsplit(",", 1) if lines else [""]
+        address = parse_hop(hops[-1])
+        scope["client"] = (str(address) if address is not None else None, 0)
         return scope
 
 

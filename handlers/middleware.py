@@ -37,6 +37,12 @@ def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
+def joined_header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """Every line of a (lower-case) header, joined with commas in order: one list, as RFC 9110 reads them."""
+    values = [value.decode("latin-1") for key, value in headers if key == name]
+    return ",".join(values) if values else None
+
+
 def _request_id(headers: list[tuple[bytes, bytes]], secret: bytes | None = None) -> str:
     for key, value in headers:
         # Echo a caller's id only when it is plainly an id: it ends up in log lines and headers. Never one
@@ -54,6 +60,13 @@ def client_address(scope: Scope) -> str:
         return address
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+def client_key(scope: Scope) -> str:
+    """The client's rate-limit key `RequestContextMiddleware` resolved (an IPv6 client's prefix), else its address."""
+    state: dict[str, Any] = scope.get("state") or {}
+    key = state.get("client_key")
+    return key if isinstance(key, str) else client_address(scope)
 
 
 class RequestContextMiddleware:
@@ -82,12 +95,13 @@ class RequestContextMiddleware:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         request_id = _request_id(headers, self._raw_secret)
         peer = scope.get("client")
-        forwarded = xff = None
-        if self.resolver.trusts_proxies:
-            forwarded, xff = header_value(headers, b"forwarded"), header_value(headers, b"x-forwarded-for")
-        client = self.resolver.resolve(peer[0] if peer else None, forwarded, xff)
+        resolver = self.resolver
+        # Only the header the trusted proxies write is read, and only when some are trusted.
+        proxy_header = joined_header(headers, resolver.header_name) if resolver.trusts_proxies else None
+        client, key = resolver.resolve(peer[0] if peer else None, proxy_header)
         state = scope.setdefault("state", {})
         state["client_address"] = client
+        state["client_key"] = key
         state["request_id"] = request_id
         method, path = scope["method"], scope["path"]
         # Every line logged while this request runs carries its id, whichever module writes it.

@@ -320,6 +320,34 @@ def test_rate_limit_through_lambda_keys_on_the_source_address(tmp_path: Path) ->
     assert [line["extra"]["client"] for line in responses[4:]] == [client_ip] * 3
 
 
+def multi_value(base: Mapping[str, Any], name: str, lines: list[str]) -> dict[str, Any]:
+    """`base` as a target group with multi-value headers sends it, `name` holding `lines`."""
+    changed = copy.deepcopy(dict(base))
+    changed["multiValueHeaders"] = {key: [value] for key, value in changed.pop("headers").items()}
+    changed["multiValueHeaders"][name] = lines
+    return changed
+
+
+def test_behind_an_alb_the_trusted_proxies_apply_as_on_a_server(tmp_path: Path) -> None:
+    alb, http = event("alb-generate"), event("apigateway-http-generate")
+    # A CDN at 10.0.0.7 in front of the ALB: the client is the hop the CDN appended, without its port.
+    steps = [
+        Invocation("generate", with_headers(alb, x_forwarded_for=f"1.2.3.{n}, 198.51.100.9:300{n}, 10.0.0.7"))
+        for n in range(3)
+    ]
+    # A second line is the same list: the ALB's hop is the last of all lines, not of the first.
+    steps += [Invocation("generate", multi_value(alb, "x-forwarded-for", ["6.6.6.6", "198.51.100.10"]))] * 3
+    # API Gateway's source address is the peer: a trusted one is walked past too, with the IPv6 prefix.
+    via_cdn = with_headers(from_address(http, "10.0.0.8"), x_forwarded_for="2001:db8:5:6::1")
+    steps += [Invocation("generate", via_cdn), Invocation("generate", via_cdn)]
+    other = with_headers(from_address(http, "10.0.0.8"), x_forwarded_for="2001:db8:5:6::2")
+    steps += [Invocation("generate", other)]
+    env = run_environment(tmp_path, steps, POKEMON_RATE_LIMIT_PER_MIN="2", POKEMON_TRUSTED_PROXIES="10.0.0.0/8")
+    assert [result["statusCode"] for result in env.results] == [200, 200, 429, 200, 200, 429, 200, 200, 429]
+    responses = [line["extra"]["client"] for line in env.lines if line["message"] == "http.response"]
+    assert responses == ["198.51.100.9"] * 3 + ["198.51.100.10"] * 3 + ["2001:db8:5:6::1"] * 2 + ["2001:db8:5:6::2"]
+
+
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
