@@ -112,6 +112,9 @@ class Settings(BaseModel):
     openai_timeout: float = Field(5.0, gt=0, le=600, validation_alias="OPENAI_TIMEOUT")
     openai_max_tokens: int = Field(30, ge=8, le=4096, validation_alias="OPENAI_MAX_TOKENS")
     openai_temperature: float = Field(0.9, ge=0, le=2, validation_alias="OPENAI_TEMPERATURE")
+    openai_max_response_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, validation_alias="OPENAI_MAX_RESPONSE_BYTES"
+    )
     name_language: Literal["en", "fr", "es", "de"] = Field("en", validation_alias="POKEMON_NAME_LANGUAGE")
     name_pool_size: int = Field(32, ge=1, le=10_000, validation_alias="POKEMON_NAME_POOL_SIZE")
     name_concurrency: int = Field(2, ge=1, le=64, validation_alias="POKEMON_NAME_CONCURRENCY")

@@ -91,6 +91,7 @@ def build_name_source(settings: Settings) -> NameSource:
         temperature=settings.openai_temperature,
         language=settings.name_language,
         log_content=settings.log_remote_content,
+        max_response_bytes=settings.openai_max_response_bytes,
     )
     breaker = CircuitBreaker(
         failure_threshold=settings.name_breaker_failures,

@@ -122,6 +122,7 @@ def test_secrets_are_masked_in_the_public_view(monkeypatch: pytest.MonkeyPatch) 
         ("OPENAI_BASE_URL", "ftp://x", "http:// or https://"),
         ("OPENAI_MAX_TOKENS", "2", "greater than or equal to 8"),
         ("OPENAI_TEMPERATURE", "3", "less than or equal to 2"),
+        ("OPENAI_MAX_RESPONSE_BYTES", "100", "greater than or equal to 1024"),
         ("POKEMON_NAME_LANGUAGE", "klingon", "'en', 'fr', 'es' or 'de'"),
         ("POKEMON_NAME_POOL_SIZE", "0", "greater than or equal to 1"),
         ("POKEMON_NAME_CONCURRENCY", "0", "greater than or equal to 1"),

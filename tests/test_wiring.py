@@ -192,6 +192,32 @@ def test_a_name_request_is_abandoned_after_the_configured_timeout(llm: FakeLLM) 
     assert llm.stats()["chat_requests"] == 1
 
 
+def test_an_answer_past_the_configured_cap_is_refused(llm: FakeLLM) -> None:
+    llm.set("huge", size=4096)
+    settings = remote_settings(llm, openai_max_response_bytes=2048, name_breaker_failures=1, name_concurrency=1)
+    source = wiring.build_name_source(settings)
+
+    async def scenario() -> None:
+        await source.start()
+        try:
+            await eventually(lambda: source.health().status is HealthStatus.DEGRADED, "the breaker open")
+        finally:
+            await source.aclose()
+
+    asyncio.run(scenario())
+    assert llm.stats()["chat_requests"] == 1
+    # The same answer is a name under the default cap.
+    default = wiring.build_name_source(remote_settings(llm, name_wait_ms=10_000))
+
+    async def under_the_default() -> tuple[NameOrigin, str]:
+        try:
+            return await first_name(default)
+        finally:
+            await default.aclose()
+
+    assert asyncio.run(under_the_default()) == (NameOrigin.REMOTE, "Aquaclaw")
+
+
 # --- Rate limit ---
 
 
