@@ -77,6 +77,7 @@ class Settings(BaseModel):
         "x-forwarded-for", validation_alias="POKEMON_PROXY_HEADER"
     )
     rate_limit_ipv6_prefix: int = Field(64, ge=32, le=128, validation_alias="POKEMON_RATE_LIMIT_IPV6_PREFIX")
+    auth_failures_per_min: int = Field(30, ge=0, le=100_000, validation_alias="POKEMON_AUTH_FAILURES_PER_MIN")
     rarity_weights: dict[Rarity, float] = Field(
         default_factory=lambda: dict(DEFAULT_RARITY_WEIGHTS), validation_alias="POKEMON_RARITY_WEIGHTS"
     )

@@ -23,6 +23,7 @@ from core.names.base import NameSource
 from core.names.local import LocalNames
 from core.rarity import RarityTable
 from core.ratelimit import MemoryRateLimiter, RateLimiter, TokenBucket
+from core.ratelimit.authfailures import AuthFailureGuard
 from core.service import CreatureService
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class Components:
     auth: BearerAuth
     limiter: RateLimiter | None
     client_addresses: ClientAddressResolver
+    auth_failures: AuthFailureGuard | None
     metrics: Metrics
 
 
@@ -57,6 +59,7 @@ def build(settings: Settings, *, metrics: Metrics | None = None, service: Creatu
             settings.trusted_proxies, header=settings.proxy_header, ipv6_prefix=settings.rate_limit_ipv6_prefix
         ),
         metrics=sink,
+        auth_failures=build_auth_failure_guard(settings),
     )
 
 
@@ -164,7 +167,21 @@ def build_rate_limiter(settings: Settings) -> RateLimiter | None:
     """None when off; this process's memory by default; a table shared by all instances when one is named."""
     if not settings.rate_limit_enabled:
         return None
-    bucket = TokenBucket.per_minute(settings.rate_limit_per_min)
+    return _limiter(settings, TokenBucket.per_minute(settings.rate_limit_per_min))
+
+
+def build_auth_failure_guard(settings: Settings) -> AuthFailureGuard | None:
+    """None when auth or the budget is off; else failed attempts counted in the rate limit's store (its own
+    limiter: the guard's keys are `auth:<client>`, so a shared table keeps both apart)."""
+    if settings.bearer_token is None or settings.auth_failures_per_min == 0:
+        return None
+    limiter = _limiter(settings, TokenBucket.per_minute(settings.auth_failures_per_min))
+    return AuthFailureGuard(
+        limiter, per_minute=settings.auth_failures_per_min, max_clients=settings.rate_limit_max_clients
+    )
+
+
+def _limiter(settings: Settings, bucket: TokenBucket) -> RateLimiter:
     if settings.rate_limit_table:
         from core.ratelimit.dynamodb import DynamoDBRateLimiter  # boto3 only when a table is configured
 

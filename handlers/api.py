@@ -126,7 +126,13 @@ def create_app(
         formatter.mask(secret)  # whatever a client sends back to us (path, query, headers), never in a line
     parts = wiring.build(settings, metrics=metrics, service=service)
     service = parts.service
-    context = AppContext(service=service, auth=parts.auth, limiter=parts.limiter, metrics=parts.metrics)
+    context = AppContext(
+        service=service,
+        auth=parts.auth,
+        limiter=parts.limiter,
+        metrics=parts.metrics,
+        auth_failures=parts.auth_failures,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -49,7 +49,7 @@ class GenerateEndpoint:
         client = client_address(scope)
         try:
             if context.auth.enabled:
-                context.authenticate(header_value(scope["headers"], b"authorization"), client)
+                await context.authenticate(header_value(scope["headers"], b"authorization"), client, client_key(scope))
             seed = seed_from_query(scope["query_string"])
             rate_headers = await context.take_token(client_key(scope))
             creature = await context.service.generate(seed)
