@@ -11,7 +11,7 @@ import pytest
 
 from core.ratelimit import MemoryRateLimiter, TokenBucket
 from core.ratelimit.authfailures import AuthFailureGuard
-from tests.support.server import ServerFactory
+from tests.support.server import ServerFactory, assert_refused_setting, run_server_once
 
 TOKEN = "right-t0ken-for-tests"
 RIGHT = {"Authorization": f"Bearer {TOKEN}"}
@@ -121,6 +121,5 @@ def test_the_guard_is_built_only_with_auth_and_a_budget() -> None:
 
 @pytest.mark.parametrize("value", ["-1", "many"])
 def test_a_bad_budget_is_one_line_and_exit_2(value: str) -> None:
-    from tests.test_start_up_refusals import assert_refused, start
 
-    assert_refused(start(POKEMON_AUTH_FAILURES_PER_MIN=value), "POKEMON_AUTH_FAILURES_PER_MIN", value)
+    assert_refused_setting(run_server_once(POKEMON_AUTH_FAILURES_PER_MIN=value), "POKEMON_AUTH_FAILURES_PER_MIN", value)

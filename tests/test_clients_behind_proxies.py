@@ -10,8 +10,7 @@ import json
 
 import pytest
 
-from tests.support.server import ServerFactory, ServerProcess
-from tests.test_start_up_refusals import assert_refused, start
+from tests.support.server import ServerFactory, ServerProcess, assert_refused_setting, run_server_once
 
 BEHIND_PROXY = {"POKEMON_TRUSTED_PROXIES": "127.0.0.1", "POKEMON_RATE_LIMIT_PER_MIN": "2"}
 
@@ -93,4 +92,4 @@ def test_behind_a_forwarded_proxy_x_forwarded_for_is_ignored(server_factory: Ser
     ],
 )
 def test_bad_proxy_settings_are_one_line_and_exit_2(variable: str, value: str) -> None:
-    assert_refused(start(**{variable: value}), variable, value)
+    assert_refused_setting(run_server_once(**{variable: value}), variable, value)

@@ -10,18 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.environment import clean_environment
-from tests.support.paths import REPO, SHIPPED_IMAGES
-from tests.support.ports import LOOPBACK, free_port
-from tests.support.server import ServerFactory, ServerProcess
+from tests.support.server import ServerFactory, ServerProcess, assert_refused_setting, run_server_once
 
 KB = 1024
 OK_LINE = b"HTTP/1.1 200 "
@@ -192,21 +187,4 @@ def test_the_limit_is_the_setting(server_factory: ServerFactory) -> None:
 
 @pytest.mark.parametrize("value", ["1000", "2000000", "16k"])
 def test_a_bad_limit_stops_the_server_with_one_line(value: str) -> None:
-    env = {
-        "POKEMON_HOST": LOOPBACK,
-        "POKEMON_PORT": str(free_port()),
-        "POKEMON_IMAGES_DIR": str(SHIPPED_IMAGES),
-        "POKEMON_MAX_HEADER_BYTES": value,
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "handlers.server"],
-        cwd=REPO,
-        env=clean_environment(**env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 2, result.stdout + result.stderr
-    [line] = result.stderr.splitlines()
-    assert line.startswith(f"pokemon: invalid setting POKEMON_MAX_HEADER_BYTES={value!r}: "), line
+    assert_refused_setting(run_server_once(POKEMON_MAX_HEADER_BYTES=value), "POKEMON_MAX_HEADER_BYTES", repr(value))

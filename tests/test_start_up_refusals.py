@@ -7,44 +7,12 @@ a child process with a clean environment.
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.environment import clean_environment
-from tests.support.paths import REPO, SHIPPED_IMAGES
-from tests.support.ports import LOOPBACK, free_port
-from tests.support.server import ServerFactory
-
-
-def start(**settings: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "POKEMON_HOST": LOOPBACK,
-        "POKEMON_PORT": str(free_port()),
-        "POKEMON_IMAGES_DIR": str(SHIPPED_IMAGES),
-        **settings,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "handlers.server"],
-        cwd=REPO,
-        env=clean_environment(**env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-def assert_refused(result: subprocess.CompletedProcess[str], variable: str, *mentions: str) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    [line] = result.stderr.splitlines()
-    assert line.startswith(f"pokemon: invalid setting {variable}="), line
-    for mention in mentions:
-        assert mention in line, line
-    return line
+from tests.support.ports import LOOPBACK
+from tests.support.server import ServerFactory, assert_refused_setting, run_server_once
 
 
 @pytest.fixture
@@ -56,25 +24,27 @@ def taken_port() -> Iterator[int]:
 
 
 def test_an_unknown_log_level_is_one_line_not_a_traceback() -> None:
-    assert_refused(start(LOG_LEVEL="VERBOSE"), "LOG_LEVEL", "VERBOSE")
+    assert_refused_setting(run_server_once(LOG_LEVEL="VERBOSE"), "LOG_LEVEL", "VERBOSE")
 
 
 def test_weights_whose_sum_overflows_are_refused() -> None:
-    assert_refused(start(POKEMON_RARITY_WEIGHTS="F=1e308,E=1e308,D=0,C=0,B=0,A=0,S=0,S+=1"), "POKEMON_RARITY_WEIGHTS")
+    assert_refused_setting(
+        run_server_once(POKEMON_RARITY_WEIGHTS="F=1e308,E=1e308,D=0,C=0,B=0,A=0,S=0,S+=1"), "POKEMON_RARITY_WEIGHTS"
+    )
 
 
 def test_a_whitespace_only_token_does_not_turn_auth_off() -> None:
-    line = assert_refused(start(POKEMON_BEARER_TOKEN="   "), "POKEMON_BEARER_TOKEN")
+    line = assert_refused_setting(run_server_once(POKEMON_BEARER_TOKEN="   "), "POKEMON_BEARER_TOKEN")
     assert "'***'" in line
 
 
 def test_a_port_in_use_names_the_address(taken_port: int) -> None:
-    assert_refused(start(POKEMON_PORT=str(taken_port)), "POKEMON_PORT", f"{LOOPBACK}:{taken_port}")
+    assert_refused_setting(run_server_once(POKEMON_PORT=str(taken_port)), "POKEMON_PORT", f"{LOOPBACK}:{taken_port}")
 
 
 @pytest.mark.parametrize("host", ["256.1.1.1", "no-such-host.invalid"])
 def test_a_host_that_does_not_resolve_is_named(host: str) -> None:
-    assert_refused(start(POKEMON_HOST=host), "POKEMON_HOST", host)
+    assert_refused_setting(run_server_once(POKEMON_HOST=host), "POKEMON_HOST", host)
 
 
 def test_a_token_with_whitespace_around_it_admits_the_client(server_factory: ServerFactory) -> None:

@@ -50,6 +50,15 @@ async def first_name(source: NameSource) -> tuple[NameOrigin, str]:
     return name.origin, name.value
 
 
+async def until_the_breaker_opens(source: NameSource, limit: float = 10.0) -> None:
+    """Starts the pool and waits until its breaker has opened (`/health` degraded), then stops it."""
+    await source.start()
+    try:
+        await eventually(lambda: source.health().status is HealthStatus.DEGRADED, "the breaker open", limit=limit)
+    finally:
+        await source.aclose()
+
+
 # --- Names: what the model server receives ---
 
 
@@ -164,14 +173,7 @@ def test_the_breaker_opens_after_the_configured_failures(llm: FakeLLM) -> None:
     settings = remote_settings(llm, name_breaker_failures=1, name_concurrency=1)
     source = wiring.build_name_source(settings)
 
-    async def scenario() -> None:
-        await source.start()
-        try:
-            await eventually(lambda: source.health().status is HealthStatus.DEGRADED, "the breaker open")
-        finally:
-            await source.aclose()
-
-    asyncio.run(scenario())
+    asyncio.run(until_the_breaker_opens(source))
     assert llm.stats()["chat_requests"] == 1  # one failure opened it; the cool-down (30 s) sends no probe yet
 
 
@@ -180,15 +182,8 @@ def test_a_name_request_is_abandoned_after_the_configured_timeout(llm: FakeLLM) 
     settings = remote_settings(llm, openai_timeout=0.2, name_breaker_failures=1, name_concurrency=1)
     source = wiring.build_name_source(settings)
 
-    async def scenario() -> None:
-        await source.start()
-        try:
-            # The one hanging request must fail for the breaker to open: well before the 5 s default could.
-            await eventually(lambda: source.health().status is HealthStatus.DEGRADED, "the breaker open", limit=2.5)
-        finally:
-            await source.aclose()
-
-    asyncio.run(scenario())
+    # The one hanging request must fail for the breaker to open: well before the 5 s default could.
+    asyncio.run(until_the_breaker_opens(source, limit=2.5))
     assert llm.stats()["chat_requests"] == 1
 
 
@@ -197,14 +192,7 @@ def test_an_answer_past_the_configured_cap_is_refused(llm: FakeLLM) -> None:
     settings = remote_settings(llm, openai_max_response_bytes=2048, name_breaker_failures=1, name_concurrency=1)
     source = wiring.build_name_source(settings)
 
-    async def scenario() -> None:
-        await source.start()
-        try:
-            await eventually(lambda: source.health().status is HealthStatus.DEGRADED, "the breaker open")
-        finally:
-            await source.aclose()
-
-    asyncio.run(scenario())
+    asyncio.run(until_the_breaker_opens(source))
     assert llm.stats()["chat_requests"] == 1
     # The same answer is a name under the default cap.
     default = wiring.build_name_source(remote_settings(llm, name_wait_ms=10_000))

@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.environment import clean_environment
 from tests.support.paths import REPO, SHIPPED_IMAGES
-from tests.support.ports import free_port
+from tests.support.ports import LOOPBACK, free_port
 
 
 @dataclass
@@ -127,3 +127,34 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     server = start_server(tmp_path_factory.mktemp("shared"), {"POKEMON_RATE_LIMIT_PER_MIN": "0"})
     yield server
     server.stop()
+
+
+def run_server_once(**settings: str) -> subprocess.CompletedProcess[str]:
+    """`python -m handlers.server` with `settings` on a free loopback port, run to its end: for the settings
+    it must refuse (it exits at once); never call it with settings it accepts."""
+    env = {
+        "POKEMON_HOST": LOOPBACK,
+        "POKEMON_PORT": str(free_port()),
+        "POKEMON_IMAGES_DIR": str(SHIPPED_IMAGES),
+        **settings,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "handlers.server"],
+        cwd=REPO,
+        env=clean_environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def assert_refused_setting(result: subprocess.CompletedProcess[str], variable: str, *mentions: str) -> str:
+    """Exit 2, no traceback, exactly one line on stderr naming `variable` (and each of `mentions`)."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"pokemon: invalid setting {variable}="), line
+    for mention in mentions:
+        assert mention in line, line
+    return line
