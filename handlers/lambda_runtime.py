@@ -37,6 +37,7 @@ from core.service import CreatureService
 from handlers.api import create_app
 from handlers.context import AppContext
 from handlers.errors import MalformedEvent, UnsupportedEvent, answer_for
+from handlers.middleware import joined_header
 
 # --- What Lambda hands a handler ---
 
@@ -234,9 +235,8 @@ class _ALBClient(ALB):
     @property
     def scope(self) -> Scope:
         scope = super().scope
-        lines = [value.decode("latin-1") for key, value in scope["headers"] if key == b"x-forwarded-for"]
-        hops = ",".join(lines).rsplit(",", 1) if lines else [""]
-        address = parse_hop(hops[-1])
+        hops = joined_header(scope["headers"], b"x-forwarded-for") or ""
+        address = parse_hop(hops.rsplit(",", 1)[-1])
         scope["client"] = (str(address) if address is not None else None, 0)
         return scope
 

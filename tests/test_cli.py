@@ -22,6 +22,7 @@ from core.service import CreatureService
 from core.version import version
 from handlers.cli.batch import BatchResult, Progress, run_batch, summary_lines
 from handlers.cli.client import InProcessClient
+from tests.support.cli import run_cli
 from tests.support.environment import clean_environment
 from tests.support.paths import REPO, SHIPPED_IMAGES
 from tests.support.ports import free_port
@@ -30,21 +31,6 @@ from tests.support.server import ServerFactory
 CONTRACT_KEYS = {"imageBase64", "metadata", "generatedAt"}
 METADATA_KEYS = {"id", "name", "rarity", "seed", "nameSource", "imageSource"}
 RARITIES = ("F", "E", "D", "C", "B", "A", "S", "S+")
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m handlers.cli ARGS` with only the settings given here (plus the shipped images)."""
-    environment = clean_environment(POKEMON_IMAGES_DIR=str(SHIPPED_IMAGES), **env)
-    # POKEMON_TOKEN is ours too but not a server setting, so clean_environment's prefixes already drop it.
-    return subprocess.run(
-        [sys.executable, "-m", "handlers.cli", *args],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:

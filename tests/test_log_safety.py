@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
-import sys
 import time
 from urllib.parse import quote, urlsplit
 
 import pytest
 
-from tests.support.environment import clean_environment
+from tests.support.cli import run_cli
 from tests.support.fake_llm import FakeLLM
-from tests.support.paths import REPO, SHIPPED_IMAGES
 from tests.support.ports import free_port
-from tests.support.server import ServerFactory, ServerProcess
+from tests.support.server import ServerFactory, ServerProcess, assert_refused_setting, run_server_once
 
 TOKEN = "tok-Zq8LmN3pX7vR2sW5"
 BASE_URL_PASSWORD = "pw-S3cretUrlPass"
@@ -179,38 +176,15 @@ def test_secrets_sent_by_a_client_never_reach_the_log(server_factory: ServerFact
 
 
 def test_a_bad_base_url_is_refused_without_its_password() -> None:
-    environment = clean_environment(
-        POKEMON_IMAGES_DIR=str(SHIPPED_IMAGES),
-        POKEMON_PORT=str(free_port()),
-        OPENAI_BASE_URL=f"ftp://svc-user:{BASE_URL_PASSWORD}@llm.internal/v1",
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "handlers.server"],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2
-    output = result.stdout + result.stderr
-    assert "OPENAI_BASE_URL" in output and "ftp://svc-user:***@llm.internal/v1" in output
-    assert BASE_URL_PASSWORD not in output
+    result = run_server_once(OPENAI_BASE_URL=f"ftp://svc-user:{BASE_URL_PASSWORD}@llm.internal/v1")
+    assert_refused_setting(result, "OPENAI_BASE_URL", "ftp://svc-user:***@llm.internal/v1")
+    assert BASE_URL_PASSWORD not in result.stdout + result.stderr
 
 
 def test_the_command_line_never_prints_a_url_password() -> None:
     url = f"http://svc-user:{BASE_URL_PASSWORD}@127.0.0.1:{free_port()}"
     for arguments in (["generate", "--url", url], ["generate", "--url", url.replace("http", "gopher")]):
-        result = subprocess.run(
-            [sys.executable, "-m", "handlers.cli", *arguments],
-            cwd=REPO,
-            env=clean_environment(POKEMON_IMAGES_DIR=str(SHIPPED_IMAGES)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli(*arguments)
         assert result.returncode != 0
         assert "svc-user:***@127.0.0.1" in result.stderr
         assert BASE_URL_PASSWORD not in result.stdout + result.stderr

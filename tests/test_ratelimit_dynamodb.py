@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import selectors
 import subprocess
 import sys
@@ -30,18 +29,11 @@ from core.eventlog import configure_logging
 from core.health import HealthStatus
 from core.ratelimit import MemoryRateLimiter, RateDecision, TokenBucket
 from core.ratelimit.dynamodb import TTL_MARGIN_SECONDS, DynamoDBRateLimiter
+from tests.support.environment import AWS_ENV
 from tests.support.paths import REPO
 from tests.support.ports import free_port
 
 EPOCH = 1_700_000_000.0  # an epoch-like start: exact in binary, with quarter seconds still exact above it
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "eu-west-1",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 
 
 class FakeClock:

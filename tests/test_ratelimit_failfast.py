@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,17 +24,10 @@ from core.health import HealthStatus
 from core.ratelimit import RateDecision, TokenBucket
 from core.ratelimit.dynamodb import DynamoDBRateLimiter
 from handlers.routes import GENERATE_PATH
+from tests.support.environment import AWS_ENV
 from tests.support.server import ServerFactory, ServerProcess
 from tests.support.silent_server import SilentServer
 
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "eu-west-1",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 ONE_CALL = 1.5  # seconds: what one call to a hung store may cost (one read timeout, with margin)
 AT_ONCE = 0.05
 
