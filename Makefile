@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 # Every install resolves the versions the tests ran with (Dockerfile.gpu and the Lambda build too): `make lock`.
 CONSTRAINTS := constraints.txt
 
-.PHONY: run test lint install install-dev chromium certs bench lock clean
+.PHONY: run test lint install install-dev chromium redis-server certs bench lock clean
 # apt-get needs root: as another user, sudo does it.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -49,7 +49,11 @@ lint: install-dev
 chromium:
 	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
 
-test: lint chromium
+# The fleet's tests start Debian's redis-server on loopback ports of their own (tests/support/redis_server.py).
+redis-server:
+	command -v redis-server >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends redis-server)
+
+test: lint chromium redis-server
 	$(BIN)/python -m pytest
 
 bench: install-dev

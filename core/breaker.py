@@ -65,6 +65,10 @@ class CircuitBreaker:
             return True
         return False
 
+    def release_probe(self) -> None:
+        """The call let through ended with no verdict (its caller was cancelled): the next caller may probe."""
+        self._probe_in_flight = False
+
     def record_success(self) -> None:
         self._failures = 0
         self._probe_in_flight = False

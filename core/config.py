@@ -78,6 +78,13 @@ class Settings(BaseModel):
     )
     rate_limit_ipv6_prefix: int = Field(64, ge=32, le=128, validation_alias="POKEMON_RATE_LIMIT_IPV6_PREFIX")
     auth_failures_per_min: int = Field(30, ge=0, le=100_000, validation_alias="POKEMON_AUTH_FAILURES_PER_MIN")
+    # Shared state for a fleet (core/sharedstore.py): the name pool and, without a table, the rate limit.
+    redis_url: SecretStr | None = Field(None, validation_alias="POKEMON_REDIS_URL")
+    redis_prefix: str = Field("pokemon:", max_length=64, validation_alias="POKEMON_REDIS_PREFIX")
+    redis_timeout_ms: int = Field(250, ge=10, le=10_000, validation_alias="POKEMON_REDIS_TIMEOUT_MS")
+    redis_max_connections: int = Field(64, ge=1, le=10_000, validation_alias="POKEMON_REDIS_MAX_CONNECTIONS")
+    redis_breaker_failures: int = Field(3, ge=1, le=1000, validation_alias="POKEMON_REDIS_BREAKER_FAILURES")
+    redis_breaker_cooldown: float = Field(5.0, gt=0, le=3600, validation_alias="POKEMON_REDIS_BREAKER_COOLDOWN")
     rarity_weights: dict[Rarity, float] = Field(
         default_factory=lambda: dict(DEFAULT_RARITY_WEIGHTS), validation_alias="POKEMON_RARITY_WEIGHTS"
     )
@@ -122,6 +129,7 @@ class Settings(BaseModel):
     name_wait_ms: int = Field(50, ge=0, le=60_000, validation_alias="POKEMON_NAME_WAIT_MS")
     name_breaker_failures: int = Field(5, ge=1, le=1000, validation_alias="POKEMON_NAME_BREAKER_FAILURES")
     name_breaker_cooldown: float = Field(30.0, gt=0, le=3600, validation_alias="POKEMON_NAME_BREAKER_COOLDOWN")
+    name_cache_ttl: int = Field(3600, ge=10, le=30 * 86_400, validation_alias="POKEMON_NAME_CACHE_TTL")
 
     # Logging
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
@@ -161,6 +169,19 @@ class Settings(BaseModel):
     @classmethod
     def _empty_table_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: object) -> object:
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None  # empty: no shared state, as without the variable
+        if not value.strip().startswith(("redis://", "rediss://")):
+            raise ValueError("a redis:// or rediss:// URL (redis://[:password@]host:port/db), or empty for none")
+        return value.strip()
 
     @field_validator("sdxl_attention_slicing", mode="before")
     @classmethod
@@ -258,7 +279,10 @@ class Settings(BaseModel):
             alias = field.validation_alias
             key = alias if isinstance(alias, str) else name
             value = getattr(self, name)
-            if isinstance(value, SecretStr):
+            if name == "redis_url":
+                # The address is worth logging, the password in it is not.
+                value = None if value is None else mask_url_credentials(value.get_secret_value())
+            elif isinstance(value, SecretStr):
                 value = "***"
             elif name == "bearer_token":
                 value = None

@@ -13,7 +13,7 @@ from core.redaction import mask_url_credentials
 if TYPE_CHECKING:
     from core.ratelimit.bucket import RateDecision
 
-SECRET_VARIABLES = frozenset({"POKEMON_BEARER_TOKEN", "OPENAI_API_KEY"})
+SECRET_VARIABLES = frozenset({"POKEMON_BEARER_TOKEN", "OPENAI_API_KEY"})  # POKEMON_REDIS_URL: its password is masked
 
 
 class PokemonError(Exception):

@@ -29,6 +29,7 @@ class ServiceHealth:
     images: ComponentHealth
     names: ComponentHealth
     rate_limit: ComponentHealth | None = None  # composed by the entry point, which holds the limiter
+    shared_store: ComponentHealth | None = None  # the fleet's Redis, when one is configured (same)
 
     @property
     def ready(self) -> bool:
@@ -36,8 +37,14 @@ class ServiceHealth:
 
     def with_rate_limit(self, limiter: ComponentHealth) -> ServiceHealth:
         """This report with the rate-limit store as one more component; a degraded store degrades it."""
-        status = self.status if self.status is HealthStatus.WARMING else HealthStatus.worst(self.status, limiter.status)
-        return replace(self, status=status, rate_limit=limiter)
+        return replace(self, status=self._worst_with(limiter), rate_limit=limiter)
+
+    def with_shared_store(self, store: ComponentHealth) -> ServiceHealth:
+        """This report with the shared store (`components.redis`); a degraded store degrades it."""
+        return replace(self, status=self._worst_with(store), shared_store=store)
+
+    def _worst_with(self, component: ComponentHealth) -> HealthStatus:
+        return self.status if self.status is HealthStatus.WARMING else HealthStatus.worst(self.status, component.status)
 
     def to_dict(self) -> dict[str, object]:
         components: dict[str, object] = {
@@ -49,6 +56,11 @@ class ServiceHealth:
                 "backend": self.rate_limit.backend,
                 "status": self.rate_limit.status.value,
                 "detail": self.rate_limit.detail,
+            }
+        if self.shared_store is not None:
+            components[self.shared_store.backend] = {
+                "status": self.shared_store.status.value,
+                "detail": self.shared_store.detail,
             }
         return {
             "status": self.status.value,

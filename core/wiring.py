@@ -29,6 +29,7 @@ from core.service import CreatureService
 if TYPE_CHECKING:
     from core.breaker import BreakerState
     from core.images.diffusion import PipelineOptions
+    from core.sharedstore import SharedStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,12 @@ class Components:
     client_addresses: ClientAddressResolver
     auth_failures: AuthFailureGuard | None
     metrics: Metrics
+    shared_store: SharedStore | None = None
+
+    async def aclose(self) -> None:
+        """Release what the components hold beyond the service (which the entry point closes itself)."""
+        if self.shared_store is not None:
+            await self.shared_store.aclose()
 
 
 def build(settings: Settings, *, metrics: Metrics | None = None, service: CreatureService | None = None) -> Components:
@@ -50,23 +57,49 @@ def build(settings: Settings, *, metrics: Metrics | None = None, service: Creatu
     `service` stands in for the one the settings describe (tests hand in one built from their own parts).
     """
     sink = metrics or NullMetrics()
+    shared = build_shared_store(settings)
     return Components(
         settings=settings,
-        service=service or build_service(settings, metrics=sink),
+        service=service or build_service(settings, metrics=sink, shared=shared),
         auth=BearerAuth(settings.bearer_token),
-        limiter=build_rate_limiter(settings),
+        limiter=build_rate_limiter(settings, shared=shared),
         client_addresses=ClientAddressResolver(
             settings.trusted_proxies, header=settings.proxy_header, ipv6_prefix=settings.rate_limit_ipv6_prefix
         ),
         metrics=sink,
-        auth_failures=build_auth_failure_guard(settings),
+        auth_failures=build_auth_failure_guard(settings, shared=shared),
+        shared_store=shared,
     )
 
 
-def build_service(settings: Settings, *, metrics: Metrics | None = None) -> CreatureService:
+# --- Shared state ---
+
+
+def build_shared_store(settings: Settings) -> SharedStore | None:
+    """The fleet's Redis when `POKEMON_REDIS_URL` names one: one client, pool and breaker for the process.
+
+    Nothing is sent until the first request needs it: an unreachable Redis never stops a start-up (the
+    service serves without it, degraded, and picks it up when it answers)."""
+    if settings.redis_url is None:
+        return None
+    from core.sharedstore import SharedStore  # redis-py only when a store is configured
+
+    return SharedStore.from_url(
+        settings.redis_url.get_secret_value(),
+        prefix=settings.redis_prefix,
+        timeout=settings.redis_timeout_ms / 1000,
+        max_connections=settings.redis_max_connections,
+        breaker_failures=settings.redis_breaker_failures,
+        breaker_cooldown=settings.redis_breaker_cooldown,
+    )
+
+
+def build_service(
+    settings: Settings, *, metrics: Metrics | None = None, shared: SharedStore | None = None
+) -> CreatureService:
     sink = metrics or NullMetrics()
     return CreatureService(
-        names=build_name_source(settings),
+        names=build_name_source(settings, shared=shared),
         images=build_image_source(settings, metrics=sink),
         rarity=RarityTable(settings.rarity_weights),
         log_image_b64=settings.log_image_b64,
@@ -77,7 +110,7 @@ def build_service(settings: Settings, *, metrics: Metrics | None = None) -> Crea
 # --- Names ---
 
 
-def build_name_source(settings: Settings) -> NameSource:
+def build_name_source(settings: Settings, *, shared: SharedStore | None = None) -> NameSource:
     if settings.name_backend == "local":
         return LocalNames()
     # Imported here only: httpx, the pool and the breaker cost a local-names start-up (a Lambda cold start) nothing.
@@ -163,25 +196,26 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
 # --- Rate limit ---
 
 
-def build_rate_limiter(settings: Settings) -> RateLimiter | None:
-    """None when off; this process's memory by default; a table shared by all instances when one is named."""
+def build_rate_limiter(settings: Settings, *, shared: SharedStore | None = None) -> RateLimiter | None:
+    """None when off; this process's memory by default; shared by all instances in a DynamoDB table when one
+    is named, else in Redis when one is configured."""
     if not settings.rate_limit_enabled:
         return None
-    return _limiter(settings, TokenBucket.per_minute(settings.rate_limit_per_min))
+    return _limiter(settings, TokenBucket.per_minute(settings.rate_limit_per_min), shared)
 
 
-def build_auth_failure_guard(settings: Settings) -> AuthFailureGuard | None:
+def build_auth_failure_guard(settings: Settings, *, shared: SharedStore | None = None) -> AuthFailureGuard | None:
     """None when auth or the budget is off; else failed attempts counted in the rate limit's store (its own
     limiter: the guard's keys are `auth:<client>`, so a shared table keeps both apart)."""
     if settings.bearer_token is None or settings.auth_failures_per_min == 0:
         return None
-    limiter = _limiter(settings, TokenBucket.per_minute(settings.auth_failures_per_min))
+    limiter = _limiter(settings, TokenBucket.per_minute(settings.auth_failures_per_min), shared)
     return AuthFailureGuard(
         limiter, per_minute=settings.auth_failures_per_min, max_clients=settings.rate_limit_max_clients
     )
 
 
-def _limiter(settings: Settings, bucket: TokenBucket) -> RateLimiter:
+def _limiter(settings: Settings, bucket: TokenBucket, shared: SharedStore | None) -> RateLimiter:
     if settings.rate_limit_table:
         from core.ratelimit.dynamodb import DynamoDBRateLimiter  # boto3 only when a table is configured
 

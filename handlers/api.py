@@ -55,6 +55,8 @@ async def health(request: Request) -> JSONResponse:
     report = context.service.health()
     if context.limiter is not None:  # the limiter is the app's, not the service's: composed here
         report = report.with_rate_limit(context.limiter.health())
+    if context.shared_store is not None:
+        report = report.with_shared_store(context.shared_store.health())
     return JSONResponse(report.to_dict())
 
 
@@ -132,6 +134,7 @@ def create_app(
         limiter=parts.limiter,
         metrics=parts.metrics,
         auth_failures=parts.auth_failures,
+        shared_store=parts.shared_store,
     )
 
     @contextlib.asynccontextmanager
@@ -146,6 +149,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await warming
             await service.aclose()
+            await parts.aclose()
             log.info("shutdown.complete")
             flush_logs()
 

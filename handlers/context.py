@@ -11,6 +11,7 @@ from core.metrics import Metrics
 from core.ratelimit import RateDecision, RateLimiter
 from core.ratelimit.authfailures import AuthFailureGuard
 from core.service import CreatureService
+from core.sharedstore import SharedStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class AppContext:
     limiter: RateLimiter | None
     metrics: Metrics
     auth_failures: AuthFailureGuard | None = None
+    shared_store: SharedStore | None = None
 
     async def authenticate(self, authorization: str | None, client: str, key: str) -> None:
         """Raise `Unauthorized` unless the bearer token is right (or auth is off), or `RateLimited` while
