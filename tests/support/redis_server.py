@@ -23,6 +23,10 @@ from tests.support.ports import LOOPBACK, free_port
 REDIS_SERVER = "redis-server"
 
 
+class RedisServerError(RuntimeError):
+    """redis-server is missing, exited, or did not answer; the message says which (tests and benchmarks)."""
+
+
 class RedisServer:
     def __init__(self, folder: Path, *, password: str | None = None) -> None:
         self.folder = folder
@@ -42,7 +46,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         executable = shutil.which(REDIS_SERVER)
         if executable is None:
-            pytest.fail("redis-server is not installed: `make test` installs Debian's redis-server package")
+            raise RedisServerError("redis-server is not installed: `make test` installs Debian's redis-server package")
         command = [
             executable,
             "--bind",
@@ -66,10 +70,10 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while not self._answers_ping():
             if self.process.poll() is not None:
-                pytest.fail(f"redis-server exited with {self.process.returncode}; see {self.folder}")
+                raise RedisServerError(f"redis-server exited with {self.process.returncode}; see {self.folder}")
             if time.monotonic() > deadline:
                 self.stop()
-                pytest.fail("redis-server did not answer PING in time")
+                raise RedisServerError("redis-server did not answer PING in time")
             time.sleep(0.02)
         return self
 
