@@ -192,7 +192,8 @@ def report(calls: list[CallsResult], limits: dict[str, list[WrkResult]], args: a
     unshared_ratio = unshared.calls_per_creature / max(one.calls_per_creature, 1e-9)
     calls_ok = shared_ratio <= CALLS_TARGET and all(result.failed == 0 for result in calls)
     print(
-        f"\n1. model calls per served creature ({args.rate:g} req/s for {args.seconds:g} s, model {args.model_delay_ms} ms)"
+        f"\n1. model calls per served creature ({args.rate:g} req/s for {args.seconds:g} s,"
+        f" model {args.model_delay_ms} ms)"
     )
     print(f"  {'scenario':24} {'served':>7} {'failed':>7} {'calls':>7} {'per creature':>13} {'vs 1 instance':>14}")
     for result in calls:
@@ -210,10 +211,8 @@ def report(calls: list[CallsResult], limits: dict[str, list[WrkResult]], args: a
     print("\n2. the limiter's cost per request (every request admitted)")
     print(f"  {'store':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for name in ("memory", "redis"):
-        rows = limits[name]
-        print(
-            f"  {name:8} {median(rows, 'requests_per_s'):9.1f} {median(rows, 'p50_ms'):8.2f} {median(rows, 'p99_ms'):8.2f}"
-        )
+        rate, p50, p99 = (median(limits[name], field) for field in ("requests_per_s", "p50_ms", "p99_ms"))
+        print(f"  {name:8} {rate:9.1f} {p50:8.2f} {p99:8.2f}")
     print(
         f"  redis / memory: {redis_rate / memory_rate:.2f}× the throughput, "
         f"+{(redis_p50 - memory_p50) * 1000:.0f} µs at p50 ({1e6 / redis_rate - 1e6 / memory_rate:.0f} µs of "
