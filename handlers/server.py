@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
     from core.config import Settings
 
+# On SIGTERM the server stops accepting, lets in-flight requests finish for at most this long, then runs the
+# shutdown hooks. Orchestrators wait longer than this before SIGKILL (infra/k8s/deployment.yaml).
+DRAIN_SECONDS = 10
+
 
 def tls_files(settings: Settings) -> tuple[Path, Path] | None:
     """The cert and key when both exist and load; None when neither exists; `ConfigError` otherwise."""
@@ -68,7 +72,7 @@ def build_server(settings: Settings) -> uvicorn.Server:
         server_header=False,
         access_log=False,  # http.response lines replace the access log
         log_config=None,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=DRAIN_SECONDS,
     )
     return uvicorn.Server(config)
 
