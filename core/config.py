@@ -179,9 +179,13 @@ class Settings(BaseModel):
             return value
         if not value.strip():
             return None  # empty: no shared state, as without the variable
-        if not value.strip().startswith(("redis://", "rediss://")):
+        value = value.strip()
+        if not value.startswith(("redis://", "rediss://")):
             raise ValueError("a redis:// or rediss:// URL (redis://[:password@]host:port/db), or empty for none")
-        return value.strip()
+        if any(character.isspace() or not character.isprintable() for character in value):
+            # Not a URL; and a password holding them could not be masked in the logs.
+            raise ValueError("a URL without spaces or control characters (percent-encode them in the password)")
+        return value
 
     @field_validator("sdxl_attention_slicing", mode="before")
     @classmethod
