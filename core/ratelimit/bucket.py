@@ -73,12 +73,15 @@ class TokenBucket:
         allowed = tokens >= 1.0
         if allowed:
             tokens -= 1.0
-        missing = self.capacity - tokens
-        decision = RateDecision(
+        return BucketState(tokens, now), self.decision(tokens, allowed)
+
+    def decision(self, tokens: float, allowed: bool) -> RateDecision:
+        """The decision of a take that left `tokens` in the bucket: a store that runs the take elsewhere (a
+        Redis script) gets back exactly what `take` would have answered."""
+        return RateDecision(
             allowed=allowed,
             limit=self.capacity,
             remaining=int(tokens),
-            reset_after=missing / self.refill_per_second,
+            reset_after=(self.capacity - tokens) / self.refill_per_second,
             retry_after=0.0 if allowed else (1.0 - tokens) / self.refill_per_second,
         )
-        return BucketState(tokens, now), decision
