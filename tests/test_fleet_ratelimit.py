@@ -13,6 +13,7 @@ from tests.support.environment import AWS_ENV
 from tests.support.ports import LOOPBACK, free_port
 from tests.support.redis_server import RedisServer
 from tests.support.server import ServerFactory, ServerProcess
+from tests.support.silent_server import SilentServer
 
 TOKEN = "fleet-secret-token"
 TIMEOUT_MS = 200
@@ -156,3 +157,24 @@ def test_a_redis_outage_degrades_the_service_without_slowing_it(
     for server in (open_server, closed_server):
         server.stop()  # the log is complete once the process has flushed it
         assert _breaker_lines(server) == [("closed", "open"), ("half_open", "closed")]
+
+
+def test_a_hung_redis_costs_a_few_requests_one_time_limit_each(server_factory: ServerFactory) -> None:
+    with SilentServer() as silent:
+        port = silent.url.rsplit(":", 1)[1]
+        env = {
+            "POKEMON_NAME_BACKEND": "local",
+            "POKEMON_REDIS_URL": f"redis://{LOOPBACK}:{port}/0",
+            "POKEMON_REDIS_TIMEOUT_MS": str(TIMEOUT_MS),
+            "POKEMON_REDIS_BREAKER_FAILURES": "3",
+            "POKEMON_REDIS_BREAKER_COOLDOWN": "60",
+        }
+        server = server_factory(env)
+        answers = [_timed(server) for _ in range(8)]
+        assert [r.status_code for r, _ in answers] == [200] * 8
+        # Three calls wait out the store's time limit, no more; then the open breaker answers at once.
+        assert all(TIMEOUT_MS / 1000 - 0.05 < seconds < TIMEOUT_MS / 1000 + 0.3 for _, seconds in answers[:3]), answers
+        assert all(seconds < FAST for _, seconds in answers[3:]), answers
+        assert _component(_health(server), "rateLimit")["status"] == "degraded"
+        server.stop()
+    assert _breaker_lines(server) == [("closed", "open")]
