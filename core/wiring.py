@@ -227,4 +227,13 @@ def _limiter(settings: Settings, bucket: TokenBucket, shared: SharedStore | None
             breaker_cooldown=settings.rate_limit_breaker_cooldown,
             max_cached_keys=settings.rate_limit_max_clients,  # the bound the in-memory limiter has
         )
+    if shared is not None:
+        from core.ratelimit.redis import RedisRateLimiter
+
+        return RedisRateLimiter(
+            shared,
+            bucket,
+            fail_open=settings.rate_limit_fail_open,
+            max_local_buckets=settings.rate_limit_max_clients,  # the fail-open fallback's bound
+        )
     return MemoryRateLimiter(bucket, max_buckets=settings.rate_limit_max_clients)
