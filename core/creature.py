@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import secrets
@@ -27,6 +28,47 @@ def parse_seed(text: str) -> int:
     ValueError) rather than guessed at."""
     if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= MAX_SEED:
         raise InvalidRequest(SEED_RULE)
+    return int(text)
+
+
+class ImageFormat(StrEnum):
+    """How the image is encoded (`?format=`, `metadata.imageFormat`); PNG is the description's, the default."""
+
+    PNG = "png"
+    WEBP = "webp"
+    JPEG = "jpeg"
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self]
+
+
+MEDIA_TYPES: dict[ImageFormat, str] = {
+    ImageFormat.PNG: "image/png",
+    ImageFormat.WEBP: "image/webp",
+    ImageFormat.JPEG: "image/jpeg",
+}
+MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 2048
+FORMAT_RULE = "format must be one of png, webp, jpeg (lower case)"
+SIZE_RULE = (
+    f"size must be an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (the longest edge in pixels),"
+    " in plain decimal digits"
+)
+
+
+def parse_format(text: str) -> ImageFormat:
+    """`png`, `webp` or `jpeg`, exactly: one spelling per format, so one cache entry and one URL per image."""
+    try:
+        return ImageFormat(text)
+    except ValueError:
+        raise InvalidRequest(FORMAT_RULE) from None
+
+
+def parse_size(text: str) -> int:
+    """The longest edge in pixels, plain decimal digits within [MIN_IMAGE_SIZE, MAX_IMAGE_SIZE]."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 8 or not MIN_IMAGE_SIZE <= int(text) <= MAX_IMAGE_SIZE:
+        raise InvalidRequest(SIZE_RULE)
     return int(text)
 
 
@@ -122,19 +164,43 @@ def utc_timestamp(epoch_seconds: float | None = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class EncodedImage:
-    """A PNG already base64-encoded (ASCII bytes): encoded once, copied into responses as is."""
+    """An encoded image (PNG unless `format` says otherwise), base64-encoded as ASCII bytes: encoded once, copied
+    into responses as is. Its raw bytes (for answers that send the image itself) are kept alongside when it was
+    built with `of`, else decoded on first use."""
 
-    base64_png: bytes
+    base64_image: bytes
     width: int
     height: int
     backend: str  # the image backend that made it: `files`, `sdxl`
+    format: ImageFormat = ImageFormat.PNG
     _json_head: bytes = field(default=b"", init=False, repr=False, compare=False)
+    _raw: bytes = field(default=b"", init=False, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, data: bytes, width: int, height: int, backend: str, format: ImageFormat) -> EncodedImage:
+        """The image whose encoded file is `data`: base64-encoded now, by whoever calls (a worker thread)."""
+        image = cls(base64.b64encode(data), width, height, backend, format)
+        object.__setattr__(image, "_raw", data)
+        return image
+
+    @property
+    def base64_png(self) -> bytes:
+        """`base64_image` under its name from before other formats existed (a PNG only when `format` is png)."""
+        return self.base64_image
+
+    def raw(self) -> bytes:
+        """The encoded file itself, e.g. the PNG's bytes."""
+        data = self._raw
+        if not data:
+            data = base64.b64decode(self.base64_image)
+            object.__setattr__(self, "_raw", data)  # a cache, as `_json_head`
+        return data
 
     def json_head(self) -> bytes:
         """`{"imageBase64":"<this image>","metadata":`, the first part of every response showing it; built once."""
         head = self._json_head
         if not head:
-            head = b'{"imageBase64":"' + self.base64_png + b'","metadata":'
+            head = b'{"imageBase64":"' + self.base64_image + b'","metadata":'
             object.__setattr__(self, "_json_head", head)  # a cache: frozen for callers, not for itself
         return head
 
@@ -158,6 +224,9 @@ class Creature:
             "seed": self.seed,
             "nameSource": self.name_origin,
             "imageSource": self.image.backend,
+            "imageFormat": self.image.format,
+            "imageWidth": self.image.width,
+            "imageHeight": self.image.height,
             **self.extra,
         }
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from core import draws
-from core.creature import Creature, new_creature_id, new_seed, utc_timestamp
+from core.creature import Creature, ImageFormat, new_creature_id, new_seed, utc_timestamp
 from core.errors import GenerationFailed, ServiceUnavailable
 from core.eventlog import log
 from core.health import ComponentHealth, HealthStatus
@@ -125,7 +125,11 @@ class CreatureService:
             **self.health().to_dict(),
         }
 
-    async def generate(self, seed: int | None = None) -> Creature:
+    async def generate(
+        self, seed: int | None = None, *, format: ImageFormat = ImageFormat.PNG, size: int | None = None
+    ) -> Creature:
+        """A new creature; `seed` replays one, `format` and `size` (longest edge, pixels; None: the backend's
+        own) say how its image is encoded: they change the image's bytes, never the creature."""
         began = time.perf_counter()
         if not self._started:  # Lambda runs no lifespan: the first request starts the backends
             await self.start()
@@ -134,7 +138,9 @@ class CreatureService:
         try:
             name = await self._names.name_for(seed, reproducible=reproducible)
             rarity = self._rarity.at(draws.unit(seed, b"rarity"))
-            image = await self._images.render(ImageRequest(seed=seed, name=name.value, rarity=rarity))
+            image = await self._images.render(
+                ImageRequest(seed=seed, name=name.value, rarity=rarity, format=format, size=size)
+            )
         except (GenerationFailed, ServiceUnavailable):  # already what the caller is to be told
             raise
         except Exception as exc:
@@ -158,11 +164,14 @@ class CreatureService:
             "rarity": creature.rarity,
             "seed": seed,
             "imageBackend": image.backend,
+            "imageFormat": image.format,
             "nameSource": name.origin,
             "duration_ms": round(elapsed * 1000, 3),
         }
+        if size is not None:
+            details["imageSize"] = size
         if self._log_image_b64:
-            details["imageBase64"] = image.base64_png.decode("ascii")
+            details["imageBase64"] = image.base64_image.decode("ascii")
         log.info("generate.success", **details)
         return creature
 

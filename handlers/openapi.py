@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import BaseRoute
 
-from core.creature import MAX_SEED, Rarity
+from core.creature import MAX_IMAGE_SIZE, MAX_SEED, MIN_IMAGE_SIZE, ImageFormat, Rarity
 from core.version import version
 from handlers.middleware import REQUEST_ID_PATTERN
 from handlers.routes import GENERATE_PATH, HEALTH_PATH, READY_PATH
@@ -35,10 +35,16 @@ class CreatureMetadata(BaseModel):
     seed: int = Field(ge=0, lt=MAX_SEED, description="Pass it back as `?seed=` to get the same creature.")
     nameSource: str = Field(description="`local` or `remote`: which name backend served.")
     imageSource: str = Field(description="The image backend that served, e.g. `files`.")
+    imageFormat: ImageFormat = Field(description="How `imageBase64` is encoded: the `format` asked for, else png.")
+    imageWidth: int = Field(ge=1, description="The image's width in pixels.")
+    imageHeight: int = Field(ge=1, description="The image's height in pixels.")
 
 
 class CreatureBody(BaseModel):
-    imageBase64: str = Field(description="A PNG, standard base64, no `data:` prefix.")
+    imageBase64: str = Field(
+        description="The image (a PNG unless `format` says otherwise: see `metadata.imageFormat`), standard base64,"
+        " no `data:` prefix."
+    )
     metadata: CreatureMetadata
     generatedAt: str = Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", examples=["2025-11-12T20:41:32Z"])
 
@@ -102,6 +108,39 @@ SEED_PARAMETER: dict[str, Any] = {
     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEED - 1},
 }
 
+FORMAT_PARAMETER: dict[str, Any] = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "description": (
+        "How the image is encoded, lower case. Default: png, or the image type `Accept` prefers. With an `Accept`"
+        " that prefers an image over JSON, this also chooses the image type of the body."
+    ),
+    "schema": {"type": "string", "enum": [image_format.value for image_format in ImageFormat], "default": "png"},
+}
+SIZE_PARAMETER: dict[str, Any] = {
+    "name": "size",
+    "in": "query",
+    "required": False,
+    "description": "The image's longest edge in pixels, aspect ratio kept. Default: the backend's own size.",
+    "schema": {"type": "integer", "minimum": MIN_IMAGE_SIZE, "maximum": MAX_IMAGE_SIZE},
+}
+_IMAGE_CONTENT = {
+    image_format.media_type: {"schema": {"type": "string", "format": "binary"}} for image_format in ImageFormat
+}
+_CREATURE_HEADERS = {
+    f"X-Creature-{name}": _header_doc(f"{description} Only when the body is the image.")
+    for name, description in (
+        ("Id", "`metadata.id`."),
+        ("Name", "`metadata.name`, UTF-8 percent-encoded (RFC 3986)."),
+        ("Rarity", "`metadata.rarity`."),
+        ("Seed", "`metadata.seed`."),
+        ("Name-Source", "`metadata.nameSource`."),
+        ("Image-Source", "`metadata.imageSource`."),
+        ("Generated-At", "`generatedAt`."),
+    )
+}
+_VARY = {"Vary": _header_doc("`Accept`: the answer depends on it (JSON, or the image itself).")}
 _RATE_HEADERS = {
     "RateLimit-Limit": _header_doc("Requests allowed per minute (present when rate limiting is on)."),
     "RateLimit-Remaining": _header_doc("Requests left in the current bucket."),
@@ -148,14 +187,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tags=("creatures",),
         response_model=CreatureBody,
         responses={
-            200: {"description": "A new creature.", "headers": _RATE_HEADERS},
+            200: {
+                "description": (
+                    "A new creature: the JSON below, or, when `Accept` prefers `image/png`, `image/webp` or"
+                    " `image/jpeg` to `application/json` (by q-value, then order; an `Accept` naming `text/html`"
+                    " always gets JSON), the image itself with the metadata in `X-Creature-*` headers."
+                ),
+                "headers": {**_VARY, **_RATE_HEADERS, **_CREATURE_HEADERS},
+                "content": _IMAGE_CONTENT,
+            },
             401: _error_doc(401, {"WWW-Authenticate": _header_doc('`Bearer realm="pokemon"`, per RFC 6750.')}),
             422: _error_doc(422),
             429: _error_doc(429, {**_RETRY_AFTER, **_RATE_HEADERS}),
             500: _error_doc(500),
             503: _error_doc(503, _RETRY_AFTER),
         },
-        parameters=(SEED_PARAMETER,),
+        parameters=(SEED_PARAMETER, FORMAT_PARAMETER, SIZE_PARAMETER),
     ),
     (HEALTH_PATH, "GET"): Operation(
         operation_id="getHealth", summary="Liveness and status", tags=("health",), response_model=HealthBody

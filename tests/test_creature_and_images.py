@@ -47,6 +47,9 @@ def test_wire_form_is_valid_json_with_the_contract_keys(name: str, seed: int) ->
         "seed": seed,
         "nameSource": "local",
         "imageSource": "files",
+        "imageFormat": "png",
+        "imageWidth": 1,
+        "imageHeight": 1,
     }
     assert body["generatedAt"] == "2025-11-12T20:41:32Z"
 

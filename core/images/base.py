@@ -6,17 +6,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core import draws
-from core.creature import EncodedImage, Rarity
+from core.creature import EncodedImage, ImageFormat, Rarity
 from core.health import ComponentHealth
 
 
 @dataclass(frozen=True, slots=True)
 class ImageRequest:
-    """Everything an image may depend on: the same request gives the same image."""
+    """Everything an image may depend on: the same request gives the same image (the same bytes, for a format
+    and size)."""
 
     seed: int
     name: str
     rarity: Rarity
+    format: ImageFormat = ImageFormat.PNG
+    size: int | None = None  # the longest edge in pixels; None: the backend's own size
 
     def unit(self) -> float:
         """A uniform draw in [0, 1) on the image stream of this seed."""
