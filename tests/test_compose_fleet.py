@@ -35,7 +35,7 @@ from packaging.requirements import Requirement
 from core.clientaddr import ClientAddressResolver
 from core.config import Settings, load_settings
 from handlers.routes import HEALTH_PATH
-from tests.support.environment import clean_environment
+from tests.support.environment import SETTING_PREFIXES, clean_environment
 from tests.support.ports import free_port
 from tests.support.server import ServerFactory
 
@@ -51,7 +51,6 @@ PYPROJECT = REPO / "pyproject.toml"
 PORT = Settings.model_fields["port"].default  # POKEMON_PORT's default: the description's 22222
 CERTS_DIR = "./certs"  # where `python -m handlers.certs` writes, relative to the repository root
 DOCKER_DNS = "127.0.0.11"  # Docker's embedded DNS server, on every user-defined network
-SETTING_PREFIXES = ("POKEMON_", "SDXL_", "OPENAI_", "LOG_")
 SAMPLE_TOKEN = "t" * 64  # stands for the operator's exported token when compose.yaml is interpolated
 
 
