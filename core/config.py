@@ -1,6 +1,7 @@
 """Every setting of the service, typed and validated once at start-up.
 
-Names and defaults follow the product description (`POKEMON_*`, `SDXL_*`, `OPENAI_*`, `LOG_*`). Only the
+Names and defaults follow the product description (`POKEMON_*`, `OPENAI_*`, `LOG_*`; the description's `SDXL_*`
+names still work, see `LEGACY_NAMES`). Only the
 composition root (`core/wiring.py`) and the entry points read `Settings`; everything they build takes plain
 arguments.
 A bad value raises `ConfigError`, whose one-line message names the variable, the value and what is
@@ -17,7 +18,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.creature import Rarity
 from core.errors import ConfigError
@@ -54,14 +64,26 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True, validate_default=True)
 
+    # Each field's variable as the user spelt it, where that was an old name (see `variable_for`).
+    _legacy_used: dict[str, str] = PrivateAttr(default_factory=dict)
+
     def __init__(self, **values: Any) -> None:
-        super().__init__(**_with_environment(values))
+        merged, legacy_used = _with_environment(values)
+        super().__init__(**merged)
+        self._legacy_used = legacy_used
+
+    def variable_for(self, field: str) -> str:
+        """The variable that set `field`: its old name when the user set that, so a refusal names what they wrote."""
+        alias = type(self).model_fields[field].validation_alias
+        assert isinstance(alias, str)
+        return self._legacy_used.get(alias, alias)
 
     # General
     images_dir: Path = Field(Path("./pokemon"), validation_alias="POKEMON_IMAGES_DIR")
     image_pattern: str = Field("image_{:02d}.png", validation_alias="POKEMON_IMAGE_PATTERN")
     min_index: int = Field(0, ge=0, validation_alias="POKEMON_MIN_INDEX")
     max_index: int = Field(5, ge=0, validation_alias="POKEMON_MAX_INDEX")
+    # "diffusion" is the family-neutral name of the "sdxl" backend (any diffusers pipeline); both mean the same.
     generation_backend: Literal["files", "sdxl"] = Field("files", validation_alias="POKEMON_GENERATION_BACKEND")
     bearer_token: SecretStr | None = Field(None, validation_alias="POKEMON_BEARER_TOKEN")
     rate_limit_per_min: int = Field(60, ge=0, validation_alias="POKEMON_RATE_LIMIT_PER_MIN")
@@ -96,17 +118,24 @@ class Settings(BaseModel):
     tls_key: Path = Field(Path("certs/key.pem"), validation_alias="POKEMON_TLS_KEY")
     max_header_bytes: int = Field(16384, ge=1024, le=1_048_576, validation_alias="POKEMON_MAX_HEADER_BYTES")
 
-    # SDXL
-    sdxl_model: str = Field("stabilityai/sdxl-turbo", min_length=1, validation_alias="SDXL_TURBO_MODEL")
-    sdxl_width: int = Field(512, ge=64, le=4096, validation_alias="SDXL_WIDTH")
-    sdxl_height: int = Field(512, ge=64, le=4096, validation_alias="SDXL_HEIGHT")
-    sdxl_steps: int = Field(1, ge=1, le=200, validation_alias="SDXL_STEPS")
-    sdxl_guidance_scale: float = Field(0.0, ge=0, le=30, validation_alias="SDXL_GUIDANCE_SCALE")
-    sdxl_device: Literal["auto", "cuda", "cpu"] = Field("auto", validation_alias="SDXL_DEVICE")
-    sdxl_attention_slicing: Literal["auto", "1", "0"] = Field("auto", validation_alias="SDXL_ATTENTION_SLICING")
-    sdxl_vae: str | None = Field(None, validation_alias="SDXL_VAE")
-    sdxl_vae_upcast: bool = Field(False, validation_alias="SDXL_VAE_UPCAST")
-    sdxl_compile: bool = Field(False, validation_alias="SDXL_COMPILE")
+    # The diffusion backend (any diffusers text-to-image pipeline: SDXL, SD, SD3, Flux, ...). The fields keep
+    # the `sdxl_` prefix of the backend's internal name; the variables are family-neutral (old names: LEGACY_NAMES).
+    # Width and height: any multiple of 8 here; the model's own rule (16 for SD3 and Flux) is checked at build.
+    sdxl_model: str = Field("stabilityai/sdxl-turbo", min_length=1, validation_alias="POKEMON_DIFFUSION_MODEL")
+    sdxl_width: int = Field(512, ge=64, le=4096, validation_alias="POKEMON_IMAGE_WIDTH")
+    sdxl_height: int = Field(512, ge=64, le=4096, validation_alias="POKEMON_IMAGE_HEIGHT")
+    sdxl_steps: int = Field(1, ge=1, le=200, validation_alias="POKEMON_DIFFUSION_STEPS")
+    sdxl_guidance_scale: float = Field(0.0, ge=0, le=30, validation_alias="POKEMON_DIFFUSION_GUIDANCE_SCALE")
+    sdxl_device: Literal["auto", "cuda", "cpu"] = Field("auto", validation_alias="POKEMON_DIFFUSION_DEVICE")
+    sdxl_dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", validation_alias="POKEMON_DIFFUSION_DTYPE"
+    )
+    sdxl_attention_slicing: Literal["auto", "1", "0"] = Field(
+        "auto", validation_alias="POKEMON_DIFFUSION_ATTENTION_SLICING"
+    )
+    sdxl_vae: str | None = Field(None, validation_alias="POKEMON_DIFFUSION_VAE")
+    sdxl_vae_upcast: bool = Field(False, validation_alias="POKEMON_DIFFUSION_VAE_UPCAST")
+    sdxl_compile: bool = Field(False, validation_alias="POKEMON_DIFFUSION_COMPILE")
     prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, min_length=1, validation_alias="POKEMON_PROMPT_TEMPLATE")
     max_batch: int = Field(8, ge=1, le=256, validation_alias="POKEMON_MAX_BATCH")
     batch_wait_ms: int = Field(10, ge=0, le=10_000, validation_alias="POKEMON_BATCH_WAIT_MS")
@@ -186,6 +215,18 @@ class Settings(BaseModel):
             # Not a URL; and a password holding them could not be masked in the logs.
             raise ValueError("a URL without spaces or control characters (percent-encode them in the password)")
         return value
+
+    @field_validator("generation_backend", mode="before")
+    @classmethod
+    def _diffusion_is_sdxl(cls, value: object) -> object:
+        return "sdxl" if isinstance(value, str) and value.strip().lower() == "diffusion" else value
+
+    @field_validator("sdxl_dtype", mode="before")
+    @classmethod
+    def _dtype_words(cls, value: object) -> object:
+        words = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}
+        text = str(value).strip().lower()
+        return words.get(text, text)
 
     @field_validator("sdxl_attention_slicing", mode="before")
     @classmethod
@@ -302,8 +343,25 @@ class Settings(BaseModel):
         return view
 
 
-def _with_environment(values: dict[str, Any]) -> dict[str, Any]:
-    """Every field's value by its variable name: from `values` (by field or variable name), else the environment.
+# Variables renamed when the diffusion backend stopped being SDXL-only: new name -> the description's old one.
+# The old name is read when the new one is absent; both set to different values is refused.
+LEGACY_NAMES: dict[str, str] = {
+    "POKEMON_DIFFUSION_MODEL": "SDXL_TURBO_MODEL",
+    "POKEMON_IMAGE_WIDTH": "SDXL_WIDTH",
+    "POKEMON_IMAGE_HEIGHT": "SDXL_HEIGHT",
+    "POKEMON_DIFFUSION_STEPS": "SDXL_STEPS",
+    "POKEMON_DIFFUSION_GUIDANCE_SCALE": "SDXL_GUIDANCE_SCALE",
+    "POKEMON_DIFFUSION_DEVICE": "SDXL_DEVICE",
+    "POKEMON_DIFFUSION_ATTENTION_SLICING": "SDXL_ATTENTION_SLICING",
+    "POKEMON_DIFFUSION_VAE": "SDXL_VAE",
+    "POKEMON_DIFFUSION_VAE_UPCAST": "SDXL_VAE_UPCAST",
+    "POKEMON_DIFFUSION_COMPILE": "SDXL_COMPILE",
+}
+
+
+def _with_environment(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every field's value by its variable name: from `values` (by field or variable name), else the environment;
+    and, for each variable taken from its old name (`LEGACY_NAMES`), that name.
 
     A plain model reading the environment itself rather than pydantic-settings' `BaseSettings`: that library
     costs every start-up (a Lambda cold start above all) some 20 ms of imports for what these few lines do.
@@ -312,16 +370,30 @@ def _with_environment(values: dict[str, Any]) -> dict[str, Any]:
     """
     environment = {key.upper(): value for key, value in os.environ.items()}
     merged: dict[str, Any] = {}
+    legacy_used: dict[str, str] = {}
     for name, info in Settings.model_fields.items():
         variable = info.validation_alias
         assert isinstance(variable, str)  # every field names its variable
+        old = LEGACY_NAMES.get(variable)
         if name in values:
             merged[variable] = values[name]
         elif variable in values:
             merged[variable] = values[variable]
+        elif old is not None and old in values:
+            merged[variable] = values[old]
+            legacy_used[variable] = old
         elif variable.upper() in environment:
             merged[variable] = environment[variable.upper()]
-    return merged
+            if old is not None and old in environment and environment[old] != merged[variable]:
+                raise ConfigError(
+                    variable,
+                    merged[variable],
+                    f"{old}, its old name, is set too, to {environment[old]!r}: set only {variable}",
+                )
+        elif old is not None and old in environment:
+            merged[variable] = environment[old]
+            legacy_used[variable] = old
+    return merged, legacy_used
 
 
 def parse_rarity_weights(text: str) -> dict[Rarity, float]:
@@ -350,7 +422,7 @@ def format_rarity_weights(weights: dict[Rarity, float]) -> str:
     return ",".join(f"{tier.value}={weights[tier]:g}" for tier in Rarity if tier in weights)
 
 
-def _describe(error: Any) -> tuple[str, object, str]:
+def _describe(error: Any, legacy_used: dict[str, str]) -> tuple[str, object, str]:
     location = error.get("loc") or ("settings",)
     variable = str(location[0])
     field = Settings.model_fields.get(variable)
@@ -358,6 +430,7 @@ def _describe(error: Any) -> tuple[str, object, str]:
         variable = field.validation_alias
     elif field is not None and field.validation_alias is not None:
         variable = str(field.validation_alias)
+    variable = legacy_used.get(variable, variable)  # the name the user set, old or new
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ")
     return variable.upper(), error.get("input"), message
@@ -370,7 +443,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ConfigError:
         raise
     except ValidationError as exc:
-        variable, value, allowed = _describe(exc.errors()[0])
+        variable, value, allowed = _describe(exc.errors()[0], _with_environment(overrides)[1])
         raise ConfigError(variable, value, allowed) from None
 
 

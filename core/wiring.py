@@ -162,6 +162,7 @@ def build_image_source(settings: Settings, *, metrics: Metrics | None = None) ->
     files = build_files_images(settings)  # checked even for sdxl: it is the fallback
     if settings.generation_backend == "files":
         return files
+    check_image_size(settings)
     # Imported here only: torch and diffusers must cost nothing unless this backend is chosen.
     from core.images.diffusion import BatchOptions, DiffusionImages
 
@@ -186,11 +187,30 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         steps=settings.sdxl_steps,
         guidance_scale=settings.sdxl_guidance_scale,
         device=settings.sdxl_device,
+        dtype=settings.sdxl_dtype,
         attention_slicing=settings.sdxl_attention_slicing,
         vae=settings.sdxl_vae,
         vae_upcast=settings.sdxl_vae_upcast,
         compile=settings.sdxl_compile,
     )
+
+
+def check_image_size(settings: Settings) -> None:
+    """Refuses a width or height the model's family cannot draw, before anything loads.
+
+    The model's `model_index.json` names its pipeline class: read from the folder, or for a hub id from the
+    local Hugging Face cache (never downloaded here). When it is in neither, the loader checks the same rule
+    once it has the file, and a refusal there leaves files serving with one `sdxl.load.failed` line.
+    """
+    from core.images.families import model_reader, model_shape
+
+    shape = model_shape(model_reader(settings.sdxl_model))
+    if shape is None:
+        return
+    for field, side in (("sdxl_width", settings.sdxl_width), ("sdxl_height", settings.sdxl_height)):
+        problem = shape.size_problem(side)
+        if problem is not None:
+            raise ConfigError(settings.variable_for(field), side, problem)
 
 
 # --- Rate limit ---

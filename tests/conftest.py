@@ -18,6 +18,8 @@ pytest_plugins = [
     "tests.support.server",  # server_factory, shared_server: the service as a real process
     "tests.support.fake_llm",  # fake_llm, llm: a real OpenAI-compatible server process
     "tests.support.tiny_sdxl",  # tiny_sdxl_dir: a tiny random SDXL pipeline on disk
+    "tests.support.tiny_sd3",  # tiny_sd3_dir: a tiny random SD3 pipeline on disk
+    "tests.support.tiny_flux",  # tiny_flux_dir: a tiny random Flux pipeline on disk
     "tests.support.redis_server",  # redis_server: Debian's redis-server on a free loopback port
     "tests.support.browser",  # browser, new_page, page_problems: Chromium through Playwright
 ]

@@ -1,5 +1,7 @@
 """The `sdxl` image backend: any diffusers text-to-image pipeline (SDXL Turbo, SD Turbo, SD3, Flux, ...).
 
+What differs between those families (sizes, dtype, call arguments) is in core/images/families.py.
+
 torch and diffusers are imported here, inside functions, and this module itself is imported only when
 the backend is chosen: the files backend and a Lambda cold start never pay for them.
 
@@ -20,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 import gc
+import inspect
 import io
 import os
 import time
@@ -34,6 +37,15 @@ from core.eventlog import log
 from core.health import ComponentHealth, HealthStatus
 from core.images.base import ImageRequest
 from core.images.batching import MicroBatcher
+from core.images.families import (
+    Family,
+    UnsupportedSize,
+    call_arguments,
+    choose_dtype,
+    family_of,
+    model_reader,
+    model_shape,
+)
 from core.images.files import FilesImages
 from core.metrics import Metrics, NullMetrics
 
@@ -53,7 +65,7 @@ RARITY_LOOKS: dict[Rarity, str] = {
 
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
-    """How to load and call the pipeline (the `SDXL_*` settings)."""
+    """How to load and call the pipeline (the `POKEMON_DIFFUSION_*` and `POKEMON_IMAGE_*` settings)."""
 
     model: str
     width: int = 512
@@ -61,6 +73,7 @@ class PipelineOptions:
     steps: int = 1
     guidance_scale: float = 0.0
     device: str = "auto"  # auto | cuda | cpu
+    dtype: str = "auto"  # auto (the family's on CUDA, float32 elsewhere) | float16 | bfloat16 | float32
     attention_slicing: str = "auto"  # auto | 1 | 0
     vae: str | None = None
     vae_upcast: bool = False
@@ -90,8 +103,25 @@ def _dtype_argument(diffusers_version: str) -> str:
     return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
 
 
+def _pipeline_family(diffusers: Any, options: PipelineOptions, local_only: bool) -> tuple[str | None, Family]:
+    """The class `model_index.json` names, and its family: read first (a download of that file alone for a hub
+    id), so the dtype is the family's and a size it cannot draw fails here, not in every call."""
+    index = diffusers.DiffusionPipeline.load_config(options.model, local_files_only=local_only)
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    # The component configs are in the folder or, for a hub id, in the cache once they are downloaded; when they
+    # are not there yet the family's usual factors stand in (the start-up check did the same).
+    files = model_reader(options.model)
+    shape = model_shape(lambda relative: index if relative == "model_index.json" else files(relative))
+    assert shape is not None  # the reader above always has the index
+    for side in (options.width, options.height):
+        problem = shape.size_problem(side)
+        if problem is not None:
+            raise UnsupportedSize(f"{options.width}x{options.height}: {problem}")
+    return (name if isinstance(name, str) else None), shape.family
+
+
 def load_pipeline(options: PipelineOptions) -> Any:
-    """`AutoPipelineForText2Image.from_pretrained(options.model)` set up for this device."""
+    """`AutoPipelineForText2Image.from_pretrained(options.model)` set up for this device and model family."""
     began = time.perf_counter()
     import diffusers
     import torch
@@ -109,17 +139,21 @@ def load_pipeline(options: PipelineOptions) -> Any:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     cuda = device == "cuda"
-    dtype = torch.float16 if cuda else torch.float32  # fp16 on a CPU is an order of magnitude slower
-    log.info("sdxl.load.start", model=options.model, device=device, dtype=str(dtype).removeprefix("torch."))
-    arguments: dict[str, Any] = {_dtype_argument(diffusers.__version__): dtype, "add_watermarker": False}
-    if _local_folder(options.model) or os.environ.get("HF_HUB_OFFLINE") == "1":
+    local_only = _local_folder(options.model) or os.environ.get("HF_HUB_OFFLINE") == "1"
+    class_name, family = _pipeline_family(diffusers, options, local_only)
+    dtype_name = choose_dtype(options.dtype, family, device, bf16_supported=cuda and torch.cuda.is_bf16_supported())
+    dtype = getattr(torch, dtype_name)
+    log.info("sdxl.load.start", model=options.model, family=family.name, device=device, dtype=dtype_name)
+    arguments: dict[str, Any] = {_dtype_argument(diffusers.__version__): dtype}
+    if local_only:
         arguments["local_files_only"] = True
     if options.vae:
-        arguments["vae"] = diffusers.AutoencoderKL.from_pretrained(
-            options.vae, **{key: value for key, value in arguments.items() if key != "add_watermarker"}
-        )
+        arguments["vae"] = diffusers.AutoencoderKL.from_pretrained(options.vae, **arguments)
+    pipeline_type = getattr(diffusers, class_name or "", None)
+    if pipeline_type is not None and "add_watermarker" in inspect.signature(pipeline_type.__init__).parameters:
+        arguments["add_watermarker"] = False  # SDXL's invisible watermark: slow, and not wanted here
     pipeline_class = diffusers.AutoPipelineForText2Image
-    if cuda:
+    if cuda and dtype == torch.float16:
         try:
             pipeline = pipeline_class.from_pretrained(options.model, variant="fp16", **arguments)
         except (OSError, ValueError):  # the repository or folder has no fp16 variant: take the full weights
@@ -166,6 +200,28 @@ def _wants_attention_slicing(setting: str, device: str) -> bool:
     return int(torch.cuda.get_device_properties(0).total_memory) < SLICING_MEMORY_LIMIT
 
 
+def fixed_call_arguments(pipeline: Any, options: PipelineOptions) -> dict[str, Any]:
+    """The arguments every call passes besides the prompts and generators: those the pipeline's `__call__` takes
+    (all of them behind a `**kwargs`, as a wrapper has), per its family's rules."""
+    parameters = inspect.signature(type(pipeline).__call__).parameters
+    takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
+    missing = set() if takes_any else {"prompt", "generator"} - parameters.keys()
+    if missing:
+        raise TypeError(
+            f"{type(pipeline).__name__} takes no {', '.join(sorted(missing))}: not a text-to-image pipeline"
+        )
+    transformer_config = getattr(getattr(pipeline, "transformer", None), "config", None)
+    return call_arguments(
+        None if takes_any else parameters.keys(),
+        family_of(type(pipeline).__name__),
+        steps=options.steps,
+        guidance_scale=options.guidance_scale,
+        width=options.width,
+        height=options.height,
+        embeds_guidance=bool(getattr(transformer_config, "guidance_embeds", False)),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ImageJob:
     seed: int
@@ -183,10 +239,7 @@ class DiffusionRunner:
 
     def __init__(self, pipeline: Any, options: PipelineOptions) -> None:
         self._pipeline = pipeline
-        self._width = options.width
-        self._height = options.height
-        self._steps = options.steps
-        self._guidance = options.guidance_scale
+        self._arguments = fixed_call_arguments(pipeline, options)
         self._device = pipeline.device
 
     def __call__(self, jobs: Sequence[ImageJob]) -> list[EncodedImage]:
@@ -195,14 +248,7 @@ class DiffusionRunner:
         generator_device = "cpu" if self._device.type == "mps" else self._device
         generators = [torch.Generator(device=generator_device).manual_seed(job.seed) for job in jobs]
         with torch.inference_mode():
-            output = self._pipeline(
-                prompt=[job.prompt for job in jobs],
-                num_inference_steps=self._steps,
-                guidance_scale=self._guidance,
-                width=self._width,
-                height=self._height,
-                generator=generators,
-            )
+            output = self._pipeline(prompt=[job.prompt for job in jobs], generator=generators, **self._arguments)
         return [_encode_png(image) for image in output.images]
 
 
@@ -276,7 +322,11 @@ class DiffusionImages:
             log.info("sdxl.warmup", duration_ms=round((time.perf_counter() - began) * 1000, 1), batch_sizes=sizes)
         except Exception as exc:
             self._failed_load = type(exc).__name__
-            log.error("sdxl.load.failed", model=self._options.model, error=type(exc).__name__, fallback="files")
+            # Only our own message is logged: a library's may carry paths or tokens.
+            reason = {"reason": str(exc)} if isinstance(exc, UnsupportedSize) else {}
+            log.error(
+                "sdxl.load.failed", model=self._options.model, error=type(exc).__name__, fallback="files", **reason
+            )
             return
         self._runner = runner
         batcher: MicroBatcher[ImageJob, EncodedImage | None] = MicroBatcher(

@@ -107,7 +107,15 @@ def _load_tokenizer(folder: Path, vocab_size: int) -> CLIPTokenizer:
     return tokenizer
 
 
-def _text_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
+def build_clip_tokenizer() -> CLIPTokenizer:
+    """The merge-free CLIP tokenizer every tiny pipeline uses (SD3 and Flux too: tests/support/tiny_parts.py)."""
+    # The source files live outside any pipeline folder: a pipeline saves its tokenizers in its own layout anyway.
+    with tempfile.TemporaryDirectory(prefix="tiny-clip-tokenizer-") as scratch:
+        source = Path(scratch)
+        return _load_tokenizer(source, _write_tokenizer_files(source))
+
+
+def clip_text_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
@@ -143,18 +151,14 @@ def build_tiny_sdxl(folder: Path, *, seed: int = 0) -> Path:
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     folder = Path(folder)
-    # The source files live outside `folder`: the pipeline saves the tokenizers in its own layout anyway.
-    with tempfile.TemporaryDirectory(prefix="tiny-sdxl-tokenizer-") as scratch:
-        source = Path(scratch)
-        vocab_size = _write_tokenizer_files(source)
-        tokenizer = _load_tokenizer(source, vocab_size)
-        tokenizer_2 = _load_tokenizer(source, vocab_size)
+    tokenizer = build_clip_tokenizer()
+    tokenizer_2 = build_clip_tokenizer()
 
     # fork_rng: seeding must not change the random stream of whatever test asked for the folder.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_encoder = CLIPTextModel(_text_config(tokenizer))
-        text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer_2))
+        text_encoder = CLIPTextModel(clip_text_config(tokenizer))
+        text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(tokenizer_2))
         unet = UNet2DConditionModel(
             sample_size=DEFAULT_SIDE // VAE_FACTOR,
             in_channels=LATENT_CHANNELS,
