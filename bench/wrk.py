@@ -68,14 +68,14 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(port: int, *, connections: int, seconds: float, cpu: int) -> WrkResult:
+def run_wrk(port: int, *, connections: int, seconds: float, cpu: int, path: str = "/v1/generate") -> WrkResult:
     argv = [
         "wrk",
         "-t1",
         f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         "--latency",
-        f"http://{HOST}:{port}/v1/generate",
+        f"http://{HOST}:{port}{path}",
     ]
     try:
         completed = subprocess.run(
