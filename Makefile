@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 # Every install resolves the versions the tests ran with (Dockerfile.gpu and the Lambda build too): `make lock`.
 CONSTRAINTS := constraints.txt
 
-.PHONY: run test lint install install-dev chromium redis-server certs bench lock clean
+.PHONY: run test lint install install-dev chromium redis-server nginx certs bench lock clean
 # apt-get needs root: as another user, sudo does it.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -53,7 +53,11 @@ chromium:
 redis-server:
 	command -v redis-server >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends redis-server)
 
-test: lint chromium redis-server
+# compose.yaml's reverse proxy configuration runs for real in front of two server processes (tests/test_compose_fleet.py).
+nginx:
+	test -x /usr/sbin/nginx || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends nginx-light)
+
+test: lint chromium redis-server nginx
 	$(BIN)/python -m pytest
 
 bench: install-dev
