@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 
 from core.config import Settings, load_settings
 from core.metrics import PrometheusMetrics
 from handlers.routes import GENERATE_PATH, HEALTH_PATH, METRICS_PATH, READY_PATH
 from handlers.server import DRAIN_SECONDS
-from tests.support.environment import SETTING_PREFIXES
+from tests.support.environment import SETTING_PREFIXES, clean_environment
 from tests.support.paths import REPO
+from tests.support.ports import LOOPBACK, free_port
 
 # Neither ships type information: imported as plain modules, as test_deploy_files does with cfn-lint.
 yaml: ModuleType = importlib.import_module("yaml")
@@ -557,7 +560,8 @@ def test_redis_and_the_api_share_one_password() -> None:
 
 
 def memory_bytes(quantity: str) -> int:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+    """Bytes in a Kubernetes quantity (Ki, Mi, Gi) or a Redis one (kb, mb, gb: binary multiples in Redis)."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "kb": 2**10, "mb": 2**20, "gb": 2**30}
     parsed = re.fullmatch(r"(\d+)([A-Za-z]*)", quantity)
     assert parsed is not None and parsed.group(2) in (*units, ""), quantity
     return int(parsed.group(1)) * units.get(parsed.group(2), 1)
@@ -584,3 +588,62 @@ def test_only_the_api_pods_may_reach_redis() -> None:
     assert not labels_match(source["podSelector"], pod_labels(redis_set()))
     (port,) = rule["ports"]
     assert container_port(only_container(redis_set()), port["port"]) == 6379
+
+
+def redis_args(password: str) -> list[str]:
+    """The StatefulSet's arguments, its `$(VARIABLE)` references expanded as Kubernetes would."""
+    container = only_container(redis_set())
+    environment = {variable["name"]: password for variable in container["env"] if "valueFrom" in variable}
+    return [re.sub(r"\$\((\w+)\)", lambda m: environment[m.group(1)], arg) for arg in container["args"]]
+
+
+@pytest.fixture
+def manifest_redis(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """redis-server run with the StatefulSet's own arguments (on a loopback port): its port and password."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed (`make test` installs it)")
+    port, password = free_port(), SECRET_PLACEHOLDER
+    command = [executable, *redis_args(password), "--bind", LOOPBACK, "--port", str(port), "--dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        with redis.Redis(host=LOOPBACK, port=port, password=password, socket_timeout=2) as client:
+            for _ in range(250):
+                assert process.poll() is None, "redis-server refused the StatefulSet's arguments"
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.02)
+        yield port, password
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_real_redis_takes_the_statefulsets_arguments(manifest_redis: tuple[int, str]) -> None:
+    port, password = manifest_redis
+    url = urlsplit(expanded_environment(only_container(api()))["POKEMON_REDIS_URL"])
+    # The API's own URL, pointed at this server: its password is the one Redis requires.
+    with redis.Redis.from_url(url._replace(netloc=f":{url.password}@{LOOPBACK}:{port}").geturl()) as client:
+        config = client.config_get("*")
+    assert config["maxmemory-policy"] == "allkeys-lru"
+    args = only_container(redis_set())["args"]
+    assert int(config["maxmemory"]) == memory_bytes(args[args.index("--maxmemory") + 1])
+    assert config["save"] == "" and config["appendonly"] == "no"
+    with redis.Redis(host=LOOPBACK, port=port, socket_timeout=2) as stranger, pytest.raises(redis.AuthenticationError):
+        stranger.get("pokemon:ratelimit:203.0.113.5")
+    assert password == url.password
+
+
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
+def test_the_redis_readiness_probe_needs_the_password(manifest_redis: tuple[int, str]) -> None:
+    port, password = manifest_redis
+    probe = only_container(redis_set())["readinessProbe"]["exec"]["command"]
+    assert probe[:2] == ["sh", "-c"] and "-h 127.0.0.1 " in probe[2]
+    command = [*probe[:2], probe[2].replace("-h 127.0.0.1 ", f"-h 127.0.0.1 -p {port} ")]
+    auth_variable = {v["name"] for v in only_container(redis_set())["env"]} & {"REDISCLI_AUTH"}
+    assert auth_variable, "redis-cli reads the password from REDISCLI_AUTH"
+    for secret, ready in ((password, 0), ("wrong", 1)):
+        done = subprocess.run(command, env={**clean_environment(), "REDISCLI_AUTH": secret}, timeout=10, check=False)
+        assert (done.returncode != 0) == bool(ready), f"ready={not ready} expected with password {secret!r}"
