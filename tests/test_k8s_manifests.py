@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import redis
 
@@ -33,6 +34,7 @@ from handlers.server import DRAIN_SECONDS
 from tests.support.environment import SETTING_PREFIXES, clean_environment
 from tests.support.paths import REPO
 from tests.support.ports import LOOPBACK, free_port
+from tests.support.server import ServerFactory
 
 # Neither ships type information: imported as plain modules, as test_deploy_files does with cfn-lint.
 yaml: ModuleType = importlib.import_module("yaml")
@@ -597,48 +599,66 @@ def redis_args(password: str) -> list[str]:
     return [re.sub(r"\$\((\w+)\)", lambda m: environment[m.group(1)], arg) for arg in container["args"]]
 
 
+@dataclass
+class ManifestRedis:
+    """redis-server run with the StatefulSet's own arguments, on a loopback port; stopped by its test."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    password: str
+
+    @property
+    def url(self) -> str:
+        """The API pod's POKEMON_REDIS_URL, pointed at this server."""
+        url = urlsplit(expanded_environment(only_container(api()))["POKEMON_REDIS_URL"])
+        return url._replace(netloc=f":{url.password}@{LOOPBACK}:{self.port}").geturl()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 @pytest.fixture
-def manifest_redis(tmp_path: Path) -> Iterator[tuple[int, str]]:
-    """redis-server run with the StatefulSet's own arguments (on a loopback port): its port and password."""
+def manifest_redis(tmp_path: Path) -> Iterator[ManifestRedis]:
     executable = shutil.which("redis-server")
     if executable is None:
         pytest.skip("redis-server is not installed (`make test` installs it)")
     port, password = free_port(), SECRET_PLACEHOLDER
     command = [executable, *redis_args(password), "--bind", LOOPBACK, "--port", str(port), "--dir", str(tmp_path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    server = ManifestRedis(
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT), port, password
+    )
     try:
         with redis.Redis(host=LOOPBACK, port=port, password=password, socket_timeout=2) as client:
             for _ in range(250):
-                assert process.poll() is None, "redis-server refused the StatefulSet's arguments"
+                assert server.process.poll() is None, "redis-server refused the StatefulSet's arguments"
                 try:
                     client.ping()
                     break
                 except redis.ConnectionError:
                     time.sleep(0.02)
-        yield port, password
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
 
 
-def test_a_real_redis_takes_the_statefulsets_arguments(manifest_redis: tuple[int, str]) -> None:
-    port, password = manifest_redis
-    url = urlsplit(expanded_environment(only_container(api()))["POKEMON_REDIS_URL"])
+def test_a_real_redis_takes_the_statefulsets_arguments(manifest_redis: ManifestRedis) -> None:
     # The API's own URL, pointed at this server: its password is the one Redis requires.
-    with redis.Redis.from_url(url._replace(netloc=f":{url.password}@{LOOPBACK}:{port}").geturl()) as client:
+    with redis.Redis.from_url(manifest_redis.url) as client:
         config = client.config_get("*")
     assert config["maxmemory-policy"] == "allkeys-lru"
     args = only_container(redis_set())["args"]
     assert int(config["maxmemory"]) == memory_bytes(args[args.index("--maxmemory") + 1])
     assert config["save"] == "" and config["appendonly"] == "no"
-    with redis.Redis(host=LOOPBACK, port=port, socket_timeout=2) as stranger, pytest.raises(redis.AuthenticationError):
+    stranger = redis.Redis(host=LOOPBACK, port=manifest_redis.port, socket_timeout=2)
+    with stranger, pytest.raises(redis.AuthenticationError):
         stranger.get("pokemon:ratelimit:203.0.113.5")
-    assert password == url.password
 
 
 @pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
-def test_the_redis_readiness_probe_needs_the_password(manifest_redis: tuple[int, str]) -> None:
-    port, password = manifest_redis
+def test_the_redis_readiness_probe_needs_the_password(manifest_redis: ManifestRedis) -> None:
+    port, password = manifest_redis.port, manifest_redis.password
     probe = only_container(redis_set())["readinessProbe"]["exec"]["command"]
     assert probe[:2] == ["sh", "-c"] and "-h 127.0.0.1 " in probe[2]
     command = [*probe[:2], probe[2].replace("-h 127.0.0.1 ", f"-h 127.0.0.1 -p {port} ")]
@@ -647,3 +667,62 @@ def test_the_redis_readiness_probe_needs_the_password(manifest_redis: tuple[int,
     for secret, ready in ((password, 0), ("wrong", 1)):
         done = subprocess.run(command, env={**clean_environment(), "REDISCLI_AUTH": secret}, timeout=10, check=False)
         assert (done.returncode != 0) == bool(ready), f"ready={not ready} expected with password {secret!r}"
+
+
+# --- a pod as the manifests configure it ---
+
+
+def test_a_pod_configured_by_the_manifests_serves_its_probes_and_outlives_redis(
+    manifest_redis: ManifestRedis, server_factory: ServerFactory
+) -> None:
+    """The ConfigMap and the container's variables, as a real server process: a loopback port and the files
+    backend stand in for the pod's address and its GPU, everything else is the manifests' (no certificate at
+    the image's paths, the Secret's token, POKEMON_REDIS_URL at a Redis run with the StatefulSet's arguments)."""
+    container = only_container(api())
+    environment = {**config_data(), **expanded_environment(container)}
+    environment.update(POKEMON_REDIS_URL=manifest_redis.url, POKEMON_GENERATION_BACKEND="files")
+    for variable in ("POKEMON_TLS_CERT", "POKEMON_TLS_KEY"):
+        found = re.search(rf"{variable}=(\S+)", dockerfile_text())
+        assert found is not None and not Path(found.group(1)).exists()
+        environment[variable] = found.group(1)
+    # The pod's address becomes the fixture's loopback port: a test never listens on 0.0.0.0.
+    listen = ("POKEMON_HOST", "POKEMON_PORT")
+    server = server_factory(
+        {k: v for k, v in environment.items() if k.startswith(SETTING_PREFIXES) and k not in listen}
+    )
+    assert server.base_url.startswith("http://"), "plain HTTP, as the probes' scheme says"
+    token = {"Authorization": f"Bearer {SECRET_PLACEHOLDER}"}
+    with server.client() as client:
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            http = container[probe]["httpGet"]
+            assert http.get("scheme", "HTTP") == "HTTP"
+            assert wait_for_status(client, http["path"], 200), f"{probe} {http['path']}"
+        for rule in find("Ingress")["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                if path["pathType"] == "Exact":
+                    assert client.get(path["path"], headers=token).status_code == 200, path["path"]
+        assert client.get(GENERATE_PATH).status_code == 401, "the token from the Secret is required"
+        metrics = client.get(METRICS_PATH).text
+        assert re.search(rf"^{queue_depth_metric()} ", metrics, re.MULTILINE), "the HPA's metric is exported"
+        with redis.Redis.from_url(manifest_redis.url) as store:
+            assert store.keys(config_data()["POKEMON_REDIS_PREFIX"] + "*"), "the rate limit lives in Redis"
+        assert client.get(HEALTH_PATH).json()["status"] == "ok"
+
+        manifest_redis.stop()
+        for _ in range(5):  # the breaker opens after POKEMON_REDIS_BREAKER_FAILURES failed calls
+            assert client.get(GENERATE_PATH, headers=token).status_code == 200, "fail open: still served"
+        health = client.get(HEALTH_PATH)
+        assert health.status_code == 200 and health.json()["status"] == "degraded", health.text
+        assert health.json()["components"]["redis"]["status"] == "degraded"
+        # Degraded, not down: liveness and readiness keep the pod alive and in the Service.
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert client.get(container[probe]["httpGet"]["path"]).status_code == 200, probe
+
+
+def wait_for_status(client: httpx.Client, path: str, status: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get(path).status_code == status:
+            return True
+        time.sleep(0.05)
+    return False
