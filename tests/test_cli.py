@@ -29,7 +29,17 @@ from tests.support.ports import free_port
 from tests.support.server import ServerFactory
 
 CONTRACT_KEYS = {"imageBase64", "metadata", "generatedAt"}
-METADATA_KEYS = {"id", "name", "rarity", "seed", "nameSource", "imageSource"}
+METADATA_KEYS = {
+    "id",
+    "name",
+    "rarity",
+    "seed",
+    "nameSource",
+    "imageSource",
+    "imageFormat",
+    "imageWidth",
+    "imageHeight",
+}
 RARITIES = ("F", "E", "D", "C", "B", "A", "S", "S+")
 
 
