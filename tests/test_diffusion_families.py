@@ -193,3 +193,16 @@ def test_sd3_gets_the_guidance_scale(tiny_sd3_dir: Path) -> None:
         "height": HEIGHT,
         "guidance_scale": 2.0,
     }
+
+
+def test_the_dtype_setting_reaches_the_loader(tiny_flux_dir: Path) -> None:
+    import torch
+
+    from core import wiring
+    from core.config import load_settings
+
+    settings = load_settings(
+        generation_backend="diffusion", sdxl_model=str(tiny_flux_dir), sdxl_device="cpu", sdxl_dtype="bf16"
+    )
+    pipeline = load_pipeline(wiring.pipeline_options(settings))
+    assert pipeline.transformer.dtype == pipeline.text_encoder_2.dtype == torch.bfloat16
