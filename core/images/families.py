@@ -33,12 +33,12 @@ class Family:
     name: str
     # The denoiser's patch side in latent pixels (1 for a UNet): sizes step by the VAE's factor times this.
     latent_patch: int
-    # Recorded dtype on CUDA. fp16 for the UNet families (their releases ship fp16 weights); bf16 for the
-    # transformer families, released in bf16, whose T5 encoder overflows fp16's range.
+    # The dtype on CUDA when POKEMON_DIFFUSION_DTYPE is auto. fp16 for the UNet families (their releases ship fp16
+    # weights); bf16 for the transformer families, released in bf16, whose T5 encoder overflows fp16's range.
     cuda_dtype: CudaDtype
     # T5 prompt tokens for the families that have a T5 encoder; None leaves the pipeline's default. Flux's
-    # default is 512, which Flux.1-schnell does not accept and which costs a third more attention than 256 for
-    # prompts that, like this service's, stay well under 100 tokens.
+    # default is 512, more than Flux.1-schnell was trained with (256), and padding that only lengthens the
+    # joint attention for prompts that, like this service's, stay well under 100 tokens.
     max_sequence_length: int | None = None
 
 
