@@ -34,7 +34,7 @@ class Family:
     # The denoiser's patch side in latent pixels (1 for a UNet): sizes step by the VAE's factor times this.
     latent_patch: int
     # The dtype on CUDA when POKEMON_DIFFUSION_DTYPE is auto. fp16 for the UNet families (their releases ship fp16
-    # weights); bf16 for the transformer families, released in bf16, whose T5 encoder overflows fp16's range.
+    # weights); bf16 for the transformer families, released in bf16, whose T5 encoder is prone to overflow in fp16.
     cuda_dtype: CudaDtype
     # T5 prompt tokens for the families that have a T5 encoder; None leaves the pipeline's default. Flux's
     # default is 512, more than Flux.1-schnell was trained with (256), and padding that only lengthens the
