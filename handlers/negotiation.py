@@ -77,14 +77,15 @@ def _quality(ranges: list[tuple[str, str, float]], kind: str, subtype: str) -> t
 
 
 @lru_cache(maxsize=512)
-def negotiate(accept: str | None) -> ImageFormat | None:
+def negotiate(accept: str | bytes | None) -> ImageFormat | None:
     """The image type to answer with, or None for the JSON answer (the rules in this module's docstring).
 
-    Cached per header value: clients send the same few `Accept` lines over and over.
+    Takes the header as text or as its raw bytes (Latin-1, as HTTP carries it). Cached per header value: clients
+    send the same few `Accept` lines over and over.
     """
     if not accept:
         return None
-    ranges = _ranges(accept)
+    ranges = _ranges(accept.decode("latin-1") if isinstance(accept, bytes) else accept)
     if not ranges:
         return None
     if any(kind == "text" and subtype == "html" and quality > 0 for kind, subtype, quality in ranges):

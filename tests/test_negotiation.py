@@ -80,6 +80,12 @@ def test_negotiation(accept: str | None, expected: ImageFormat | None) -> None:
     assert negotiate(accept) is expected
 
 
+def test_the_raw_header_bytes_read_as_latin_1() -> None:
+    assert negotiate(b"image/webp;q=0.9, application/json;q=0.5") is WEBP
+    assert negotiate(b"image/\xe9, image/jpeg") is JPEG
+    assert negotiate(b"") is JSON
+
+
 def test_only_the_first_ranges_are_read() -> None:
     padding = ",".join(["application/xml"] * 64)
     assert negotiate("image/png," + padding) is PNG

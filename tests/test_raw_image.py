@@ -194,6 +194,13 @@ def test_other_accepts_keep_the_json_answer(shared_server: ServerProcess, accept
     assert response.json()["metadata"]["imageFormat"] == "webp"
 
 
+def test_accept_lines_are_read_as_one_list(shared_server: ServerProcess) -> None:
+    with shared_server.client() as client:
+        lines = [("Accept", "application/json;q=0.1"), ("Accept", "image/webp")]
+        response = client.get("/v1/generate", headers=lines)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/webp"
+
+
 def test_a_seed_format_and_size_give_the_same_bytes_on_every_server(
     shared_server: ServerProcess, server_factory: ServerFactory
 ) -> None:
