@@ -14,12 +14,15 @@ import asyncio
 import io
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from core.creature import EncodedImage, ImageFormat
 from core.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 PNG_COMPRESS_LEVEL = 6  # images encoded once and cached: the smaller file is worth the milliseconds
 WEBP_QUALITY = 80
@@ -136,6 +139,9 @@ class EncodedImages:
     async def _encode(self, key: Hashable, encode: Callable[[], EncodedImage]) -> EncodedImage:
         try:
             if self._executor is None:
+                # Imported here: a process that never serves another format (a cold start) never loads it.
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="image-encode")
             image = await asyncio.get_running_loop().run_in_executor(self._executor, encode)
             self.encodes += 1
