@@ -256,6 +256,24 @@ def test_the_least_recently_used_entry_goes_past_capacity() -> None:
     assert cache.get("a") is not None and cache.get("c") is not None and cache.get("b") is None
 
 
+def test_the_cache_holds_at_most_its_bytes() -> None:
+    def sized(length: int) -> EncodedImage:
+        return EncodedImage.of(b"x" * length, 1, 1, "files", WEBP)
+
+    cache = EncodedImages(100, max_bytes=1000)
+
+    async def run() -> None:
+        for key in range(5):  # each weighs 120 + 2 × 160 = 440 bytes: two fit
+            await cache.get_or_encode(key, partial(sized, 120))
+        huge = await cache.get_or_encode("huge", partial(sized, 900))  # served, but heavier than the whole cache
+        assert len(huge.raw()) == 900
+
+    asyncio.run(run())
+    cache.close()
+    assert len(cache) == 2 and cache.bytes == 880
+    assert cache.get(3) is not None and cache.get(4) is not None and cache.get("huge") is None
+
+
 def test_a_caller_that_goes_away_does_not_cancel_the_encode_for_the_others() -> None:
     cache = EncodedImages(4)
     release = threading.Event()

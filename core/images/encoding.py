@@ -93,8 +93,14 @@ def decode_png(data: bytes) -> Image.Image:
         return image.copy()
 
 
+def weight(image: EncodedImage) -> int:
+    """Bytes an image holds once served both ways: the file, its base64 text and the JSON head that copies it."""
+    return len(image.raw()) + 2 * len(image.base64_image)
+
+
 class EncodedImages:
-    """Encoded images by key, the least recently used dropped past `capacity`.
+    """Encoded images by key, the least recently used dropped past `capacity` entries or `max_bytes` (`weight`):
+    a 2048 px PNG weighs ~2.5 MB, so the count alone would not bound the memory.
 
     A miss is encoded on this cache's own worker threads (`workers` at once), never on the event loop, and once
     however many requests wait for the same key. The encode runs as its own task: a caller that goes away (a
@@ -103,10 +109,14 @@ class EncodedImages:
     ever longer queue — a caller cycling through sizes cannot make everyone wait behind it.
     """
 
-    def __init__(self, capacity: int = 256, *, workers: int = 2, max_pending: int = 64) -> None:
-        if capacity < 1 or workers < 1 or max_pending < 1:
-            raise ValueError("capacity, workers and max_pending must be at least 1")
+    def __init__(
+        self, capacity: int = 256, *, max_bytes: int = 64 * 2**20, workers: int = 2, max_pending: int = 64
+    ) -> None:
+        if capacity < 1 or max_bytes < 1 or workers < 1 or max_pending < 1:
+            raise ValueError("capacity, max_bytes, workers and max_pending must be at least 1")
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the weight of what is held
         self._workers = workers
         self._max_pending = max_pending
         self._entries: OrderedDict[Hashable, EncodedImage] = OrderedDict()
@@ -145,12 +155,20 @@ class EncodedImages:
                 self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="image-encode")
             image = await asyncio.get_running_loop().run_in_executor(self._executor, encode)
             self.encodes += 1
-            self._entries[key] = image
-            if len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            self._keep(key, image)
             return image
         finally:
             del self._pending[key]
+
+    def _keep(self, key: Hashable, image: EncodedImage) -> None:
+        size = weight(image)
+        if size > self.max_bytes:
+            return  # served to those who waited, never held
+        self._entries[key] = image
+        self.bytes += size
+        while len(self._entries) > self.capacity or self.bytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= weight(dropped)
 
     def close(self) -> None:
         if self._executor is not None:
