@@ -373,3 +373,34 @@ def test_the_cache_is_bounded() -> None:
 
     asyncio.run(run())
     assert len(source.encoded) == 3 and source.encoded.encodes == 10
+
+
+def test_the_default_path_loads_no_other_encoder() -> None:
+    """WebP and JPEG support is imported on the first request for another format, never at start-up or for the
+    default."""
+    script = (
+        "import asyncio, sys, httpx\n"
+        "from core.config import load_settings\n"
+        "from handlers.api import create_app\n"
+        "app = create_app(load_settings(images_dir=sys.argv[1], rate_limit_per_min=0))\n"
+        "async def get(query):\n"
+        "    transport = httpx.ASGITransport(app=app)\n"
+        "    async with httpx.AsyncClient(transport=transport, base_url='http://t') as client:\n"
+        "        assert (await client.get('/v1/generate' + query)).status_code == 200\n"
+        "def loaded():\n"
+        "    return sorted(n for n in ('PIL.WebPImagePlugin', 'PIL.JpegImagePlugin') if n in sys.modules)\n"
+        "asyncio.run(get('')); print(loaded())\n"
+        "asyncio.run(get('?format=webp')); print(loaded())\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(SHIPPED_IMAGES)],
+        cwd=REPO,
+        env=clean_environment(LOG_LEVEL="WARNING"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("[")]
+    assert lines[0] == "[]"
+    assert "PIL.WebPImagePlugin" in lines[1]  # (Pillow's own pre-init brings JPEG along, on the encode thread)
