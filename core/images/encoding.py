@@ -4,8 +4,8 @@ Encoders write the same bytes for the same pixels, format and size — no timest
 colour profile carried over from the source — so a seeded image can be cached by anyone downstream, and two
 processes (or two Lambda environments) hand out identical files.
 
-Pillow's plugins for WebP and JPEG are imported the first time one is asked for: a service that only serves the
-default PNG, a Lambda cold start included, never loads them.
+Pillow's plugins for WebP and JPEG are imported the first time another format than the loaded PNG is asked for,
+on an encode thread: a service that only serves the default, a Lambda cold start included, never loads them.
 """
 
 from __future__ import annotations
