@@ -171,11 +171,11 @@ def test_in_process_client_takes_the_creature_as_is(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(json, "loads", no_parsing)
     generated = asyncio.run(InProcessClient(service).generate(7))
-    assert generated.png == base64.b64decode(creature.image.base64_png)
-    assert generated.png.startswith(b"\x89PNG")
+    assert generated.image == base64.b64decode(creature.image.base64_image) == creature.image.raw()
+    assert generated.image.startswith(b"\x89PNG")
     assert generated.metadata == creature.metadata()
     assert generated.generated_at == creature.generated_at
-    assert generated.raw == creature.to_json_bytes()  # what --json prints: the API's wire form
+    assert generated.wire == creature.to_json_bytes()  # what --json prints: the API's wire form
 
 
 def test_batch_summary_orders_rarities_as_the_domain_does(tmp_path: Path) -> None:

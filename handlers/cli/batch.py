@@ -13,6 +13,7 @@ from typing import IO
 from core.creature import Rarity
 from handlers.cli.client import CreatureClient, GeneratedCreature
 from handlers.cli.errors import PROG, CliError
+from handlers.cli.imagefiles import image_file_name
 
 
 class Progress:
@@ -74,7 +75,7 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def save(directory: Path, creature: GeneratedCreature) -> None:
-    """`<id>.png` and a `<id>.json` sidecar with the rest of the answer."""
+    """`<id>.png` (or `.webp`, `.jpg`) and a `<id>.json` sidecar with the rest of the answer."""
     stem = creature.id
     # The id comes from the server: refuse anything that could step outside the output folder.
     if not stem or "/" in stem or "\\" in stem or stem.startswith("."):
@@ -82,7 +83,7 @@ def save(directory: Path, creature: GeneratedCreature) -> None:
     sidecar = {"metadata": creature.metadata, "generatedAt": creature.generated_at}
     # default=str as on the wire (core.jsonfast): in-process metadata has not been through JSON yet.
     text = json.dumps(sidecar, ensure_ascii=False, indent=2, default=str)
-    write_bytes(directory / f"{stem}.png", creature.png)
+    write_bytes(directory / image_file_name(stem, creature.image_format), creature.image)
     write_bytes(directory / f"{stem}.json", (text + "\n").encode())
 
 

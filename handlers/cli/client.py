@@ -9,9 +9,12 @@ import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
 
 import httpx
 
+from core.creature import ImageFormat, parse_format
+from core.errors import InvalidRequest
 from core.redaction import mask_url_credentials
 from handlers.cli.errors import CliError, one_line
 from handlers.routes import GENERATE_PATH
@@ -22,19 +25,46 @@ if TYPE_CHECKING:
 
 # Statuses that will fail every request of a batch the same way: stop sending rather than repeat them.
 FATAL_STATUSES = frozenset({401, 403, 404, 405})
+# The creature's metadata when the answer is the image itself (`Accept: image/...`): header -> metadata key.
+CREATURE_HEADERS = {
+    "x-creature-id": "id",
+    "x-creature-name": "name",
+    "x-creature-rarity": "rarity",
+    "x-creature-seed": "seed",
+    "x-creature-name-source": "nameSource",
+    "x-creature-image-source": "imageSource",
+}
+GENERATED_AT_HEADER = "x-creature-generated-at"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageChoice:
+    """The `format` and `size` every creature of a command is asked for (`size=None`: the backend's own)."""
+
+    format: ImageFormat = ImageFormat.PNG
+    size: int | None = None
+
+    def params(self) -> dict[str, str]:
+        """Query parameters, the defaults left out so that the request is the plain one when nothing was chosen."""
+        params = {} if self.format is ImageFormat.PNG else {"format": self.format.value}
+        if self.size is not None:
+            params["size"] = str(self.size)
+        return params
 
 
 @dataclass(frozen=True, slots=True)
 class GeneratedCreature:
-    """One creature in the API's terms: its wire JSON (printed verbatim by --json) and the parts we use."""
+    """One creature in the API's terms: its wire JSON (printed verbatim by --json; None when the answer was
+    the image itself), the image file's bytes, and the metadata."""
 
-    raw: bytes
-    png: bytes
+    wire: bytes | None
+    image: bytes
+    image_format: ImageFormat
     metadata: dict[str, Any]
     generated_at: str
 
     @classmethod
-    def from_wire(cls, raw: bytes) -> GeneratedCreature:
+    def from_wire(cls, raw: bytes, expected: ImageFormat) -> GeneratedCreature:
         """Check the API's shape before anything is written: a bad answer is one clear error, not a KeyError."""
         try:
             payload = json.loads(raw)
@@ -46,17 +76,40 @@ class GeneratedCreature:
         if not isinstance(image, str) or not isinstance(metadata, dict) or not isinstance(generated_at, str):
             raise CliError("the answer lacks imageBase64, metadata or generatedAt")
         try:
-            png = base64.b64decode(image, validate=True)
+            data = base64.b64decode(image, validate=True)
         except (binascii.Error, ValueError):
             raise CliError("imageBase64 is not valid base64") from None
-        return cls(raw=raw, png=png, metadata=metadata, generated_at=generated_at)
+        # A server from before formats sends no imageFormat and only PNGs.
+        fmt = _answered_format(str(metadata.get("imageFormat", ImageFormat.PNG.value)), expected)
+        return cls(wire=raw, image=data, image_format=fmt, metadata=metadata, generated_at=generated_at)
+
+    @classmethod
+    def from_image_response(cls, response: httpx.Response, expected: ImageFormat) -> GeneratedCreature:
+        """The image as the body and the creature in `X-Creature-*` headers (the name percent-encoded UTF-8)."""
+        media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        fmt = _answered_format(media_type.removeprefix("image/") if media_type.startswith("image/") else "", expected)
+        metadata: dict[str, Any] = {}
+        for header, key in CREATURE_HEADERS.items():
+            value = response.headers.get(header)
+            if value is None:
+                raise CliError(f"the image answer lacks the {header} header")
+            metadata[key] = value
+        try:
+            metadata["name"] = unquote(metadata["name"], errors="strict")
+            metadata["seed"] = int(metadata["seed"])
+        except (UnicodeDecodeError, ValueError):
+            raise CliError("the image answer's X-Creature-Name or X-Creature-Seed is malformed") from None
+        metadata["imageFormat"] = fmt.value
+        generated_at = response.headers.get(GENERATED_AT_HEADER, "?")
+        return cls(wire=None, image=response.content, image_format=fmt, metadata=metadata, generated_at=generated_at)
 
     @classmethod
     def from_creature(cls, creature: Creature) -> GeneratedCreature:
         """The core's creature as is: its wire JSON is encoded for --json only, never parsed back."""
         return cls(
-            raw=creature.to_json_bytes(),
-            png=base64.b64decode(creature.image.base64_png),
+            wire=creature.to_json_bytes(),
+            image=creature.image.raw(),
+            image_format=creature.image.format,
             metadata=creature.metadata(),
             generated_at=creature.generated_at,
         )
@@ -71,6 +124,17 @@ class GeneratedCreature:
         return str(self.metadata.get("rarity", "?"))
 
 
+def _answered_format(text: str, expected: ImageFormat) -> ImageFormat:
+    """The format the server says it sent, which must be the one asked for: the file's extension depends on it."""
+    try:
+        fmt = parse_format(text)
+    except InvalidRequest:
+        raise CliError(f"the answer's image format {text!r} is not png, webp or jpeg") from None
+    if fmt is not expected:
+        raise CliError(f"asked for a {expected} image, the server sent {fmt} (a server without formats?)")
+    return fmt
+
+
 class CreatureClient(Protocol):
     async def generate(self, seed: int | None) -> GeneratedCreature: ...
 
@@ -78,18 +142,36 @@ class CreatureClient(Protocol):
 
 
 class HttpClient:
-    """`GET /v1/generate` on a running server; one pooled connection set shared by every concurrent request."""
+    """`GET /v1/generate` on a running server; one pooled connection set shared by every concurrent request.
 
-    def __init__(self, url: str, *, token: str | None, insecure: bool, timeout: float) -> None:
+    With `raw` the image itself is asked for (`Accept: image/<format>`): no base64 on the wire, the creature
+    in headers. Errors are JSON either way.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        insecure: bool,
+        timeout: float,
+        image: ImageChoice = ImageChoice(),
+        raw: bool = False,
+    ) -> None:
         self.endpoint = generate_url(url)
         self._shown = mask_url_credentials(self.endpoint)  # messages name the server, never its password
+        self._image, self._raw = image, raw
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if raw:
+            headers["Accept"] = image.format.media_type
         self._http = httpx.AsyncClient(headers=headers, verify=not insecure, timeout=timeout)
 
     async def generate(self, seed: int | None) -> GeneratedCreature:
-        params = {"seed": str(seed)} if seed is not None else None
+        params = self._image.params()
+        if seed is not None:
+            params["seed"] = str(seed)
         try:
-            response = await self._http.get(self.endpoint, params=params)
+            response = await self._http.get(self.endpoint, params=params or None)
         except httpx.ConnectError as exc:
             hint = " (a self-signed certificate? try --insecure)" if "CERTIFICATE" in str(exc).upper() else ""
             raise CliError(f"cannot connect to {self._shown}: {one_line(exc)}{hint}", fatal=True) from None
@@ -100,7 +182,10 @@ class HttpClient:
             raise CliError(f"request to {self._shown} failed: {message}", fatal=True) from None
         if response.status_code >= 400:
             raise api_error(response)
-        return GeneratedCreature.from_wire(response.content)
+        # Even when asked for the image, a server that does not negotiate answers JSON: take that too.
+        if self._raw and not response.headers.get("content-type", "").startswith("application/json"):
+            return GeneratedCreature.from_image_response(response, self._image.format)
+        return GeneratedCreature.from_wire(response.content, self._image.format)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -139,11 +224,12 @@ def api_error(response: httpx.Response) -> CliError:
 class InProcessClient:
     """The service itself, called in this process: no server, no HTTP, no JSON in between."""
 
-    def __init__(self, service: CreatureService) -> None:
+    def __init__(self, service: CreatureService, image: ImageChoice = ImageChoice()) -> None:
         self._service = service
+        self._image = image
 
     @classmethod
-    def from_environment(cls) -> InProcessClient:
+    def from_environment(cls, image: ImageChoice = ImageChoice()) -> InProcessClient:
         """The service built from the environment exactly as the server builds it."""
         # Imported here: `pokemon --help` and the remote commands should not pay for the backends.
         from core import wiring
@@ -157,7 +243,7 @@ class InProcessClient:
             # per-creature INFO lines would drown a batch's output, so a CLI run shows warnings and up.
             level = settings.log_level if "LOG_LEVEL" in os.environ else "WARNING"
             configure_logging(level=level, json_lines=settings.log_json, stream=sys.stderr, background=False)
-            return cls(wiring.build_service(settings))
+            return cls(wiring.build_service(settings), image)
         except ConfigError as exc:
             raise CliError(str(exc), exit_code=2) from None
 
@@ -165,7 +251,7 @@ class InProcessClient:
         from core.errors import ConfigError, GenerationFailed, ServiceUnavailable
 
         try:
-            creature = await self._service.generate(seed)
+            creature = await self._service.generate(seed, format=self._image.format, size=self._image.size)
         except ConfigError as exc:  # a backend can still refuse its settings when it starts
             raise CliError(str(exc), exit_code=2, fatal=True) from None
         except (GenerationFailed, ServiceUnavailable) as exc:

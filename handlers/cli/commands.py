@@ -11,10 +11,11 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from core.creature import MAX_SEED, parse_seed
+from core.creature import MAX_SEED, ImageFormat, parse_format, parse_seed, parse_size
 from handlers.cli.batch import Progress, error_lines, run_batch, summary_lines, write_bytes
-from handlers.cli.client import CreatureClient, GeneratedCreature, HttpClient, InProcessClient
+from handlers.cli.client import CreatureClient, GeneratedCreature, HttpClient, ImageChoice, InProcessClient
 from handlers.cli.errors import PROG, CliError, one_line
+from handlers.cli.imagefiles import OutputTarget, choose_output
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,11 +45,11 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def open_client(args: argparse.Namespace) -> CreatureClient:
+def open_client(args: argparse.Namespace, image: ImageChoice, *, raw: bool = False) -> CreatureClient:
     if args.url is None:
-        return InProcessClient.from_environment()
+        return InProcessClient.from_environment(image)
     token = args.token if args.token is not None else os.environ.get("POKEMON_TOKEN")
-    return HttpClient(args.url, token=token, insecure=args.insecure, timeout=args.timeout)
+    return HttpClient(args.url, token=token, insecure=args.insecure, timeout=args.timeout, image=image, raw=raw)
 
 
 # --------------------------------------------------------------------------------------------- generate
@@ -65,22 +66,39 @@ def creature_lines(creature: GeneratedCreature) -> list[str]:
     ]
 
 
-async def _generate(args: argparse.Namespace) -> int:
-    client = open_client(args)
+def image_line(path: Path, creature: GeneratedCreature) -> str:
+    meta = creature.metadata
+    width, height = meta.get("imageWidth"), meta.get("imageHeight")
+    # The raw answer's headers carry no pixel size; the JSON's metadata does.
+    pixels = f" {width}x{height}" if width is not None and height is not None else ""
+    return f"  image    {path} ({creature.image_format}{pixels}, {len(creature.image)} bytes)"
+
+
+def _generate(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    """Check the arguments against each other before any backend starts or request leaves."""
+    if args.raw and args.json:
+        raise CliError("--raw saves the image only: drop --json (or --raw)", exit_code=2)
+    fmt, target = choose_output(args.out, args.format, default_folder=args.raw)
+    return _run_generate(args, ImageChoice(fmt, args.size), target)
+
+
+async def _run_generate(args: argparse.Namespace, image: ImageChoice, target: OutputTarget | None) -> int:
+    client = open_client(args, image, raw=args.raw)
     try:
         creature = await client.generate(args.seed)
     finally:
         await client.aclose()
-    if args.out is not None:
-        write_bytes(args.out, creature.png)
-    if args.json:
-        sys.stdout.write(creature.raw.decode("utf-8") + "\n")
-        if args.out is not None:  # stderr: stdout must stay one parsable JSON document
-            print(f"{PROG}: wrote {args.out}", file=sys.stderr)
+    path = None if target is None else target.path_for(creature.id, creature.image_format)
+    if path is not None:
+        write_bytes(path, creature.image)
+    if args.json and creature.wire is not None:
+        sys.stdout.write(creature.wire.decode("utf-8") + "\n")
+        if path is not None:  # stderr: stdout must stay one parsable JSON document
+            print(f"{PROG}: wrote {path}", file=sys.stderr)
         return 0
     lines = creature_lines(creature)
-    if args.out is not None:
-        lines.append(f"  image    {args.out} ({len(creature.png)} bytes)")
+    if path is not None:
+        lines.append(image_line(path, creature))
     print("\n".join(lines))
     return 0
 
@@ -103,7 +121,7 @@ def _batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 async def _run_batch(args: argparse.Namespace, directory: Path) -> int:
-    client = open_client(args)
+    client = open_client(args, ImageChoice(args.format or ImageFormat.PNG, args.size))
     progress = Progress(args.count, sys.stderr)
     began = time.perf_counter()
     try:
@@ -162,6 +180,21 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _format(text: str) -> ImageFormat:
+    # The API's own rules (and message) for format and size: what the CLI accepts, the server accepts.
+    try:
+        return parse_format(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -197,6 +230,16 @@ def _add_remote_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--timeout", type=_timeout, default=30.0, help="seconds per request (default: 30)")
 
 
+def _add_image_options(parser: argparse.ArgumentParser, default_format: str) -> None:
+    group = parser.add_argument_group("image")
+    group.add_argument(
+        "--format", type=_format, metavar="{png,webp,jpeg}", help=f"image format (default: {default_format})"
+    )
+    group.add_argument(
+        "--size", type=_size, metavar="PX", help="longest edge in pixels, 32-2048 (default: the backend's own)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Generate creatures with the Pokémon Generator API.")
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
@@ -204,20 +247,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="generate one creature", description="Generate one creature.")
     generate.add_argument("--seed", type=_seed, help="reproducible creature: 0 <= seed < 2^63")
-    generate.add_argument("--out", type=Path, metavar="PNG", help="write the image to this file")
+    generate.add_argument(
+        "--out",
+        metavar="FILE|DIR",
+        help="write the image here: a file (.png, .webp, .jpg; its extension picks the format when --format is "
+        "not given, and is added when missing) or a folder (existing, or ending with /) for <id>.<ext>",
+    )
     generate.add_argument("--json", action="store_true", help="print the API's JSON instead of a summary")
+    generate.add_argument(
+        "--raw",
+        action="store_true",
+        help="ask for the image itself, not JSON (with --url: Accept: image/<format>, the creature in headers) "
+        "and save it, by default as ./<id>.<ext>",
+    )
+    _add_image_options(generate, "png, or the --out file's extension")
     _add_remote_options(generate)
     generate.set_defaults(handler=_generate)
 
     batch = commands.add_parser(
         "batch",
         help="generate many creatures into a folder",
-        description="Generate creatures into DIR/<id>.png and DIR/<id>.json, then summarise them.",
+        description="Generate creatures into DIR/<id>.<ext> (png, webp or jpg) and DIR/<id>.json, then summarise them.",
     )
     batch.add_argument("-n", "--count", type=_positive, default=10, help="how many creatures (default: 10)")
     batch.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if missing)")
     batch.add_argument("--concurrency", type=_positive, default=4, help="requests in flight (default: 4)")
     batch.add_argument("--seed-start", type=_seed, metavar="N", help="use seeds N, N+1, ... (reproducible batch)")
+    _add_image_options(batch, "png")
     _add_remote_options(batch)
     batch.set_defaults(handler=_batch)
 
