@@ -7,6 +7,13 @@
   const HISTORY_MAX = 12;
   const MAX_SEED = 9223372036854775807n; // 2^63 - 1
   const RARITY_CLASSES = { F: "F", E: "E", D: "D", C: "C", B: "B", A: "A", S: "S", "S+": "Splus" };
+  // The API's formats (?format=): media type, file extension, label. The card shows WebP, the lightest.
+  const FORMATS = {
+    png: { type: "image/png", extension: "png", label: "PNG" },
+    webp: { type: "image/webp", extension: "webp", label: "WebP" },
+    jpeg: { type: "image/jpeg", extension: "jpg", label: "JPEG" },
+  };
+  const SHOWN_FORMAT = "webp";
 
   const $ = (id) => document.getElementById(id);
   const form = $("generate-form");
@@ -18,10 +25,15 @@
   const card = $("card");
   const historyList = $("history");
   const historyEmpty = $("history-empty");
+  const downloadForm = $("download-form");
+  const downloadFormat = $("download-format");
+  const downloadButton = $("download");
+  const downloadStatus = $("download-status");
 
   const history = [];
   let current = null;
   let busy = false;
+  let downloading = false;
   let cooldownUntil = 0;
   let cooldownTimer = null;
 
@@ -58,10 +70,17 @@
     return retry;
   }
 
+  // A download in the format on show needs no request, so only the others wait for a rate-limit countdown.
+  function downloadNeedsRequest() {
+    return !current || downloadFormat.value !== current.format;
+  }
+
   function updateButton() {
     const waiting = cooldownUntil > Date.now();
     button.disabled = busy || waiting;
     button.textContent = busy ? "Generating…" : "Generate";
+    downloadButton.disabled = downloading || (waiting && downloadNeedsRequest());
+    downloadButton.textContent = downloading ? "Downloading…" : "Download";
   }
 
   function startCooldown(seconds) {
@@ -133,10 +152,25 @@
     return `badge rarity-${RARITY_CLASSES[rarity] || "F"}`;
   }
 
+  function dataUrl(creature) {
+    return `data:${FORMATS[creature.format].type};base64,${creature.imageBase64}`;
+  }
+
+  function kilobytes(bytes) {
+    return `${(bytes / 1024).toFixed(1)} KB`;
+  }
+
+  function sizeText(creature) {
+    const parts = [FORMATS[creature.format].label];
+    if (creature.width && creature.height) parts.push(`${creature.width} × ${creature.height} px`);
+    parts.push(kilobytes(creature.bytes));
+    return parts.join(" · ");
+  }
+
   function show(creature) {
     current = creature;
     const image = $("card-image");
-    image.src = `data:image/png;base64,${creature.imageBase64}`;
+    image.src = dataUrl(creature);
     image.alt = `${creature.name}, a creature of rarity ${creature.rarity}`;
     $("card-name").textContent = creature.name;
     const badge = $("card-rarity");
@@ -150,9 +184,12 @@
     time.title = creature.generatedAt;
     $("card-name-source").textContent = creature.nameSource;
     $("card-seed").textContent = creature.seed;
+    $("card-size").textContent = sizeText(creature);
+    downloadStatus.textContent = "";
     placeholder.hidden = true;
     card.hidden = false;
     renderHistory();
+    updateButton();
   }
 
   function renderHistory() {
@@ -165,7 +202,7 @@
       thumb.setAttribute("aria-label", `Show ${creature.name} (rarity ${creature.rarity}) again`);
       if (creature === current) thumb.setAttribute("aria-current", "true");
       const image = document.createElement("img");
-      image.src = `data:image/png;base64,${creature.imageBase64}`;
+      image.src = dataUrl(creature);
       image.alt = "";
       image.width = 64;
       image.height = 64;
@@ -187,9 +224,16 @@
     const fields = meta && [body.imageBase64, meta.id, meta.name, meta.rarity, meta.nameSource, body.generatedAt];
     if (!fields || !fields.every((value) => typeof value === "string")) throw new Error("unexpected answer");
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body.imageBase64)) throw new Error("unexpected image");
+    const format = meta.imageFormat === undefined ? "png" : meta.imageFormat; // a server from before formats
+    if (!Object.hasOwn(FORMATS, format)) throw new Error("unexpected image format");
     const seed = /"seed"\s*:\s*(\d+)/.exec(text);
+    const padding = body.imageBase64.endsWith("==") ? 2 : body.imageBase64.endsWith("=") ? 1 : 0;
     return {
       imageBase64: body.imageBase64,
+      format,
+      width: Number.isInteger(meta.imageWidth) ? meta.imageWidth : 0,
+      height: Number.isInteger(meta.imageHeight) ? meta.imageHeight : 0,
+      bytes: (body.imageBase64.length / 4) * 3 - padding,
       id: meta.id,
       name: meta.name,
       rarity: meta.rarity,
@@ -204,6 +248,13 @@
     return BigInt(value) <= MAX_SEED;
   }
 
+  function requestHeaders(accept) {
+    const token = tokenInput.value.trim();
+    const headers = { Accept: accept };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    return headers;
+  }
+
   // --- generate ----------------------------------------------------------------------------------
   async function generate() {
     if (busy || cooldownUntil > Date.now()) return;
@@ -214,10 +265,8 @@
       seedInput.focus();
       return;
     }
-    const token = tokenInput.value.trim();
-    const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const url = seed ? `/v1/generate?seed=${encodeURIComponent(seed)}` : "/v1/generate";
+    const headers = requestHeaders("application/json");
+    const url = `/v1/generate?format=${SHOWN_FORMAT}${seed ? `&seed=${encodeURIComponent(seed)}` : ""}`;
 
     busy = true;
     updateButton();
@@ -253,9 +302,103 @@
     }
   }
 
+  // --- download ----------------------------------------------------------------------------------
+  // `<name>-<id>.<ext>` in plain ASCII letters, digits, `-` and `_`: safe on every file system.
+  function fileStem(text, fallback) {
+    const stem = text
+      .normalize("NFKD")
+      .replace(/[\u0300-\u036f]/g, "") // accents off their letters: "é" -> "e"
+      .replace(/['’]/g, "")
+      .replace(/[^A-Za-z0-9_-]+/g, "-")
+      .replace(/-{2,}/g, "-")
+      .replace(/^[-_]+|[-_]+$/g, "")
+      .slice(0, 48);
+    return stem || fallback;
+  }
+
+  function fileName(creature, format) {
+    return `${fileStem(creature.name, "creature")}-${fileStem(creature.id, "creature")}.${FORMATS[format].extension}`;
+  }
+
+  function base64Blob(base64, type) {
+    const text = atob(base64);
+    const bytes = new Uint8Array(text.length);
+    for (let index = 0; index < text.length; index += 1) bytes[index] = text.charCodeAt(index);
+    return new Blob([bytes], { type });
+  }
+
+  function saveBlob(blob, name) {
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = name;
+    link.hidden = true;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000); // the browser has long read it by then
+    downloadStatus.textContent = `Saved ${name} (${kilobytes(blob.size)}).`;
+  }
+
+  // The format on show is saved from the bytes in hand. Any other is the same creature fetched again by its
+  // seed, as the image itself (Accept: image/...): seed, rarity and picture are the same, and the file is
+  // named after the creature on show, whose name a language model may have given (seeded requests get the
+  // server's own name for the seed).
+  async function download() {
+    const creature = current;
+    if (!creature || downloading) return;
+    const format = Object.hasOwn(FORMATS, downloadFormat.value) ? downloadFormat.value : "png";
+    const name = fileName(creature, format);
+    if (format === creature.format) {
+      saveBlob(base64Blob(creature.imageBase64, FORMATS[format].type), name);
+      return;
+    }
+    if (cooldownUntil > Date.now()) return;
+    const url = `/v1/generate?seed=${encodeURIComponent(creature.seed)}&format=${format}`;
+    downloading = true;
+    downloadStatus.textContent = "";
+    updateButton();
+    try {
+      let response;
+      try {
+        const headers = requestHeaders(FORMATS[format].type);
+        response = await fetch(url, { headers, cache: "no-store", credentials: "same-origin" });
+      } catch {
+        showAlert("Could not reach the server: check your connection, then try the download again.");
+        return;
+      }
+      if (!response.ok) {
+        await showFailure(response);
+        return;
+      }
+      const type = (response.headers.get("Content-Type") || "").split(";")[0].trim().toLowerCase();
+      if (type !== FORMATS[format].type || response.headers.get("X-Creature-Seed") !== creature.seed) {
+        showAlert("The server sent an image this page did not ask for. Please try again.");
+        return;
+      }
+      let blob;
+      try {
+        blob = await response.blob();
+      } catch {
+        showAlert("The download was interrupted. Please try again.");
+        return;
+      }
+      clearAlert();
+      saveBlob(blob, name);
+    } finally {
+      downloading = false;
+      updateButton();
+    }
+  }
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     generate();
   });
+  downloadForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    download();
+  });
+  downloadFormat.addEventListener("change", updateButton);
   renderHistory();
 })();
