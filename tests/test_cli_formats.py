@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
 from core.creature import ImageFormat
 from handlers.cli.client import GeneratedCreature, HttpClient, ImageChoice
+from handlers.cli.errors import CliError
 from tests.support.cli import run_cli
 from tests.support.environment import clean_environment
 from tests.support.fake_llm import FakeLLM
@@ -283,3 +285,61 @@ def test_raw_errors_stay_one_line(server_factory: ServerFactory) -> None:
     line = assert_one_line_error(run_cli("generate", "--url", server.base_url, "--raw", "--format", "jpeg"), 1)
     assert "UNAUTHORIZED" in line
     assert "HTTP 401" in line
+
+
+# ------------------------------------------------------------------------------------------ answers we refuse
+
+GOOD_HEADERS = {
+    "content-type": "image/webp",
+    "x-creature-id": "pkm_ABCDEFGHIJKL",
+    "x-creature-name": "Pik%C3%A9lou",
+    "x-creature-rarity": "S+",
+    "x-creature-seed": "7",
+    "x-creature-name-source": "remote",
+    "x-creature-image-source": "files",
+    "x-creature-generated-at": "2025-11-12T20:41:32Z",
+}
+
+
+def image_answer(**changes: str | None) -> httpx.Response:
+    headers = {**GOOD_HEADERS, **changes}
+    return httpx.Response(200, headers={k: v for k, v in headers.items() if v is not None}, content=b"RIFF....WEBP")
+
+
+def test_the_image_answer_is_read_from_its_headers() -> None:
+    creature = GeneratedCreature.from_image_response(image_answer(), ImageFormat.WEBP)
+    assert creature.metadata == {
+        "id": "pkm_ABCDEFGHIJKL",
+        "name": "Pikélou",
+        "rarity": "S+",
+        "seed": 7,
+        "nameSource": "remote",
+        "imageSource": "files",
+        "imageFormat": "webp",
+    }
+    assert (creature.generated_at, creature.image, creature.wire) == ("2025-11-12T20:41:32Z", b"RIFF....WEBP", None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"content-type": "image/png"}, "asked for a webp image, the server sent png"),
+        ({"content-type": "image/gif"}, "'gif' is not png, webp or jpeg"),
+        ({"content-type": "text/html; charset=utf-8"}, "neither JSON nor an image (Content-Type: text/html)"),
+        ({"x-creature-seed": None}, "lacks the x-creature-seed header"),
+        ({"x-creature-name": "Bad%FFname"}, "X-Creature-Name or X-Creature-Seed is malformed"),
+        ({"x-creature-seed": "seven"}, "X-Creature-Name or X-Creature-Seed is malformed"),
+    ],
+)
+def test_a_strange_image_answer_is_one_clear_error(changes: dict[str, str | None], says: str) -> None:
+    with pytest.raises(CliError, match=re.escape(says)):
+        GeneratedCreature.from_image_response(image_answer(**changes), ImageFormat.WEBP)
+
+
+def test_a_json_answer_in_another_format_is_refused() -> None:
+    # A server from before formats ignores ?format= and sends a PNG without imageFormat: fine when a PNG was
+    # asked for, an error (not a PNG saved as .webp) otherwise.
+    old = json.dumps({"imageBase64": "iVBORw0KGgo=", "metadata": {"id": "pkm_X"}, "generatedAt": "t"}).encode()
+    assert GeneratedCreature.from_wire(old, ImageFormat.PNG).image_format is ImageFormat.PNG
+    with pytest.raises(CliError, match="asked for a webp image, the server sent png"):
+        GeneratedCreature.from_wire(old, ImageFormat.WEBP)

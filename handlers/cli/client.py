@@ -87,7 +87,9 @@ class GeneratedCreature:
     def from_image_response(cls, response: httpx.Response, expected: ImageFormat) -> GeneratedCreature:
         """The image as the body and the creature in `X-Creature-*` headers (the name percent-encoded UTF-8)."""
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        fmt = _answered_format(media_type.removeprefix("image/") if media_type.startswith("image/") else "", expected)
+        if not media_type.startswith("image/"):
+            raise CliError(f"the answer is neither JSON nor an image (Content-Type: {media_type or 'none'})")
+        fmt = _answered_format(media_type.removeprefix("image/"), expected)
         metadata: dict[str, Any] = {}
         for header, key in CREATURE_HEADERS.items():
             value = response.headers.get(header)

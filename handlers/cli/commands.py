@@ -11,7 +11,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from core.creature import MAX_SEED, ImageFormat, parse_format, parse_seed, parse_size
+from core.creature import MAX_IMAGE_SIZE, MAX_SEED, MIN_IMAGE_SIZE, ImageFormat, parse_format, parse_seed, parse_size
 from handlers.cli.batch import Progress, error_lines, run_batch, summary_lines, write_bytes
 from handlers.cli.client import CreatureClient, GeneratedCreature, HttpClient, ImageChoice, InProcessClient
 from handlers.cli.errors import PROG, CliError, one_line
@@ -232,11 +232,15 @@ def _add_remote_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_image_options(parser: argparse.ArgumentParser, default_format: str) -> None:
     group = parser.add_argument_group("image")
+    formats = ",".join(fmt.value for fmt in ImageFormat)
     group.add_argument(
-        "--format", type=_format, metavar="{png,webp,jpeg}", help=f"image format (default: {default_format})"
+        "--format", type=_format, metavar=f"{{{formats}}}", help=f"image format (default: {default_format})"
     )
     group.add_argument(
-        "--size", type=_size, metavar="PX", help="longest edge in pixels, 32-2048 (default: the backend's own)"
+        "--size",
+        type=_size,
+        metavar="PX",
+        help=f"longest edge in pixels, {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE} (default: the backend's own)",
     )
 
 
