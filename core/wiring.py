@@ -29,6 +29,7 @@ from core.service import CreatureService
 if TYPE_CHECKING:
     from core.breaker import BreakerState
     from core.images.diffusion import PipelineOptions
+    from core.names.shared import SharedNamePool
     from core.sharedstore import SharedStore
 
 
@@ -134,12 +135,24 @@ def build_name_source(settings: Settings, *, shared: SharedStore | None = None) 
         cooldown=settings.name_breaker_cooldown,
         on_change=_log_name_breaker,
     )
+    pool: SharedNamePool | None = None
+    if shared is not None:
+        from core.names.shared import SharedNamePool
+
+        pool = SharedNamePool(
+            shared,
+            target=settings.name_pool_size,
+            ttl=settings.name_cache_ttl,
+            lease_slots=settings.name_concurrency,
+            lease_seconds=settings.openai_timeout + 1.0,  # a lease outlives the model call it covers
+        )
     return RemoteNames(
         client,
         breaker=breaker,
         pool_size=settings.name_pool_size,
         concurrency=settings.name_concurrency,
         wait=settings.name_wait_ms / 1000,
+        shared=pool,
     )
 
 
