@@ -279,7 +279,7 @@ class RemoteNames:
                 self._shared_seen_at = self._clock()
             for name in names:
                 self._keep(name)
-            if names:
+            if names or (want and shared.level > 0):  # more to take (or junk to drain): at once
                 pause = MIN_PAUSE
                 continue
             if want:  # the pool is empty: look again soon, then less and less often
