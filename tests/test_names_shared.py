@@ -25,6 +25,7 @@ from core.names.remote import RemoteNames
 from core.names.shared import CAP_FACTOR, Lease, SharedNamePool, clean_name
 from core.sharedstore import SharedStore
 from tests.support.redis_server import RedisServer
+from tests.support.silent_server import SilentServer
 
 POOL_KEY = "pokemon:names:pool"
 
@@ -362,3 +363,30 @@ def test_redis_going_away_falls_back_to_the_own_pool_and_back(redis_server: Redi
         assert down.detail is not None and "redis" in down.detail and "own pool" in down.detail
 
     run(scenario)
+
+
+def test_a_hung_redis_costs_requests_nothing() -> None:
+    with SilentServer() as silent:
+        store = SharedStore.from_url(
+            silent.url.replace("http://", "redis://") + "/0", timeout=0.1, breaker_failures=2, breaker_cooldown=60.0
+        )
+
+        async def scenario() -> None:
+            fetcher = Fetcher()
+            names = names_with(fetcher, pool_on(store))
+            await names.start()
+            await until(lambda: names.health().status is HealthStatus.DEGRADED and names.pool_level > 0)
+            began = time.perf_counter()
+            answers = await served(names, 20)
+            spent = time.perf_counter() - began - 20 * 0.005
+            await asyncio.sleep(0.3)
+            report = names.health()
+            await names.aclose()
+
+            assert {origin for _, origin in answers} == {NameOrigin.REMOTE}  # from its own model, via its own pool
+            assert spent < 0.1  # twenty requests, none of them waiting out a Redis timeout
+            assert report.detail is not None and "redis" in report.detail
+            assert not store.available  # the breaker opened: no call goes to the hung server any more
+            assert fetcher.calls > 0
+
+        run(scenario)
