@@ -56,6 +56,7 @@ class SharedStore:
         breaker_failures: int = 3,
         breaker_cooldown: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        error_replies: tuple[type[BaseException], ...] = (),
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be above 0")
@@ -68,6 +69,8 @@ class SharedStore:
             failure_threshold=breaker_failures, cooldown=breaker_cooldown, clock=clock, on_change=self._log_change
         )
         self._last_error: str | None = None
+        # Errors that are Redis's answer (WRONGTYPE, a script error): the store is up, only that call failed.
+        self._error_replies = error_replies
 
     @classmethod
     def from_url(
@@ -84,6 +87,7 @@ class SharedStore:
         import redis.asyncio as redis_asyncio
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
+        from redis.exceptions import ResponseError
 
         # A blocking pool: past `max_connections` a call waits for a free connection (up to `timeout`)
         # rather than failing at once, and the process never opens more than that many.
@@ -104,6 +108,7 @@ class SharedStore:
             timeout=timeout,
             breaker_failures=breaker_failures,
             breaker_cooldown=breaker_cooldown,
+            error_replies=(ResponseError,),
         )
 
     @property
@@ -121,8 +126,10 @@ class SharedStore:
     async def run(self, operation: Callable[[RedisClient], Awaitable[T]]) -> T:
         """`operation(client)` within the time limit; `StoreUnavailable` when it fails or the breaker is open.
 
-        Errors of the operation that are not the store's (a bug, a script error) are counted as failures too:
-        the caller is told the store did not serve, and the breaker decides when to try again."""
+        An error reply (a key of another type than the operation expects: someone else wrote it) fails that
+        call only: Redis answered, so the breaker counts a success, and a tampered key cannot take the
+        store away from every other user. Any other error (a bug) counts as a failure: the caller is told the
+        store did not serve, and the breaker decides when to try again."""
         if not self._breaker.try_acquire():
             raise StoreUnavailable("breaker open")
         try:
@@ -136,6 +143,9 @@ class SharedStore:
             # taken for good.
             self._breaker.release_probe()
             raise
+        except self._error_replies as exc:
+            self._breaker.record_success()
+            raise StoreUnavailable("error reply") from exc
         except Exception as exc:
             self._failed(type(exc).__name__)
             raise StoreUnavailable(type(exc).__name__) from exc

@@ -390,3 +390,23 @@ def test_a_hung_redis_costs_requests_nothing() -> None:
             assert fetcher.calls > 0
 
         run(scenario)
+
+
+def test_a_pool_key_of_another_type_is_replaced_without_taking_redis_away(redis_server: RedisServer) -> None:
+    redis = redis_server.client()
+    redis.set(POOL_KEY, "someone else's string")
+
+    async def scenario() -> None:
+        store = store_on(redis_server)
+        pool = pool_on(store, target=4)
+        names = names_with(Fetcher(), pool, buffer=1)
+        await names.start()
+        await until(lambda: redis.type(POOL_KEY) == b"list" and redis.llen(POOL_KEY) >= 1)
+        answers = await served(names, 5)
+        # Redis answered every call, if with an error at first: the store stays up for every other user.
+        assert store.health().status is HealthStatus.OK
+        assert store.failed_calls == 0
+        assert {origin for _, origin in answers} == {NameOrigin.REMOTE}
+        await names.aclose()
+
+    run(scenario)

@@ -225,3 +225,18 @@ def test_no_url_no_store_and_no_redis_import() -> None:
         check=True,
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_an_error_reply_fails_the_call_not_the_store(redis_server: RedisServer) -> None:
+    with redis_server.client() as client:
+        client.set("pokemon:not-a-list", "text")
+
+    async def scenario() -> list[str]:
+        store = SharedStore.from_url(redis_server.url, timeout=0.5, breaker_failures=1, breaker_cooldown=60)
+        results = [(await outcome(store, lambda client: client.lpush("pokemon:not-a-list", "x")))[0] for _ in range(3)]
+        results.append((await outcome(store))[0])
+        assert store.state is BreakerState.CLOSED and store.health().status is HealthStatus.OK
+        await store.aclose()
+        return results
+
+    assert asyncio.run(scenario()) == ["unavailable:error reply"] * 3 + ["ok:True"]

@@ -39,6 +39,10 @@ CAP_FACTOR: Final = 4
 # Returns {names left in the pool, entries dropped as too long or not strings, {names...}}.
 _TAKE: Final = """
 local taken, dropped = {}, 0
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'list' and kind ~= 'none' then
+  redis.call('DEL', KEYS[1])  -- not ours: someone else wrote the key; the fleet refills it
+end
 local want = tonumber(ARGV[1])
 if want > 0 then
   local popped = redis.call('LPOP', KEYS[1], want)
@@ -80,6 +84,10 @@ return free - 2
 # KEYS[1] the pool, KEYS[2] the lease; ARGV[1] the name, ARGV[2] cap, ARGV[3] ttl seconds, ARGV[4] token.
 # Pushes, trims (the oldest names go), renews the TTL and hands the lease back; returns the pool's length.
 _PUT: Final = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'list' and kind ~= 'none' then
+  redis.call('DEL', KEYS[1])
+end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
