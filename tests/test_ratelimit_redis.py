@@ -318,3 +318,55 @@ def test_exactly_capacity_is_admitted_across_processes_and_threads(redis_server:
                 process.wait()
     assert all(result["failures"] == 0 for result in results)
     assert sum(result["admitted"] for result in results) == 50
+
+
+def test_concurrent_takes_share_round_trips_and_stay_exact(redis_server: RedisServer) -> None:
+    clock = FakeClock()
+    keys = [_key() for _ in range(4)]
+
+    async def use(store: SharedStore) -> tuple[int, list[RateDecision], list[RateDecision]]:
+        limiter = RedisRateLimiter(store, TokenBucket.per_minute(30), clock=clock)
+        memory = MemoryRateLimiter(TokenBucket.per_minute(30), clock=clock)
+        await limiter.acquire("warm-up")  # loads the script
+        before = limiter.round_trips
+        order = [keys[index % len(keys)] for index in range(200)]
+        shared = await asyncio.gather(*(limiter.acquire(key) for key in order))
+        return limiter.round_trips - before, list(shared), [memory.acquire_now(key) for key in order]
+
+    round_trips, shared, alone = _with_store(redis_server.url, use)
+    assert round_trips < 10  # 200 takes: a handful of pipelines, not 200 calls
+    assert shared == alone  # in arrival order, exactly what one process's memory decides
+
+
+def test_a_caller_that_goes_away_takes_nothing_from_the_others(redis_server: RedisServer) -> None:
+    key = _key()
+
+    async def use(store: SharedStore) -> list[int]:
+        limiter = RedisRateLimiter(store, TokenBucket.per_minute(10))
+        calls = [asyncio.create_task(limiter.acquire(key)) for _ in range(5)]
+        await asyncio.sleep(0)
+        calls[2].cancel()  # a client disconnect while its take is queued or out
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[2], asyncio.CancelledError)
+        after = await limiter.acquire(key)
+        return [result.remaining for result in results if isinstance(result, RateDecision)] + [after.remaining]
+
+    remaining = _with_store(redis_server.url, use)
+    # The take already sent was spent or not; either way nobody else's answer was lost or doubled.
+    assert remaining[:4] == sorted(remaining[:4], reverse=True) and remaining[-1] in (4, 5)
+    assert len(set(remaining)) == len(remaining)
+
+
+def test_noscript_in_the_middle_of_a_pipeline_reloads_and_resends(redis_server: RedisServer) -> None:
+    sync = redis_server.client()
+    clock = FakeClock()
+
+    async def use(store: SharedStore) -> list[int]:
+        limiter = RedisRateLimiter(store, TokenBucket.per_minute(5), clock=clock)
+        await limiter.acquire("warm-up")
+        sync.script_flush()
+        decisions = await asyncio.gather(*(limiter.acquire("same") for _ in range(6)))
+        assert limiter.store_failures == 0
+        return [decision.remaining for decision in decisions]
+
+    assert _with_store(redis_server.url, use) == [4, 3, 2, 1, 0, 0]
