@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bench_diffusion [--rounds 3] [--duration 5] [--size 64] [--max-batch 1] [--json PATH]
 
 Builds the tiny random SDXL pipeline of tests/support/tiny_sdxl.py into a temporary folder and starts the real
-service on it (`python -m handlers.server`, POKEMON_GENERATION_BACKEND=sdxl, SDXL_DEVICE=cpu), so the
+service on it (`python -m handlers.server`, POKEMON_GENERATION_BACKEND=sdxl, POKEMON_DIFFUSION_DEVICE=cpu), so the
 request goes through the real loader, batcher, pipeline call and PNG encoding. The server is pinned to
 CPU 0 and `wrk -t1` to CPU 1; rounds alternate -c1, -c8, -c1, -c8, … and each -c8 round is divided by
 the -c1 round just before it (target ≥ 2×). The batch sizes come from the server's own `sdxl.generate`
@@ -155,7 +155,8 @@ def render(report: dict[str, object]) -> str:
     out.write(
         f"\nservice: sdxl backend, tiny random SDXL pipeline (tests/support/tiny_sdxl.py),"
         f" {settings['size']}×{settings['size']},"
-        f" SDXL_DEVICE=cpu, POKEMON_MAX_BATCH={settings['max_batch']}, response ~{report['response_bytes']} bytes,"
+        f" POKEMON_DIFFUSION_DEVICE=cpu, POKEMON_MAX_BATCH={settings['max_batch']},"
+        f" response ~{report['response_bytes']} bytes,"
         f" ready {report['ready_s']:.1f} s after start\n"
     )
     if settings["extra"]:
@@ -182,7 +183,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating -c1/-c8 rounds (default 3)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per round and concurrency (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per concurrency (default 2)")
-    parser.add_argument("--size", type=int, default=64, help="SDXL_WIDTH and SDXL_HEIGHT (default 64)")
+    parser.add_argument("--size", type=int, default=64, help="POKEMON_IMAGE_WIDTH and _HEIGHT (default 64)")
     parser.add_argument("--max-batch", type=int, help="POKEMON_MAX_BATCH for the service (default: its own, 8)")
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU the service is pinned to (default 0)")
     parser.add_argument("--wrk-cpu", type=int, default=1, help="CPU wrk is pinned to (default 1)")

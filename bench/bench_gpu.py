@@ -9,7 +9,7 @@ parameter UNet, both CLIP text encoders, the 8× VAE, EulerAncestral with traili
 fp16 weights, directly on the GPU, and saves it as an fp16-variant folder. Random weights take the same
 arithmetic as trained ones, so the model timings stand for SDXL Turbo; the images are noise, whose PNGs
 are larger and slower to encode than pictures', so the HTTP figures err on the slow side. The service
-loads that folder through its real `load_pipeline`. Measured, each with SDXL_COMPILE off and on:
+loads that folder through its real `load_pipeline`. Measured, each with POKEMON_DIFFUSION_COMPILE off and on:
 
   (i)   pipeline latency per image at batch 1 — `DiffusionRunner` called directly, CUDA-synchronised,
         p50/p99 over --runs calls (target p50 ≤ 60 ms at 512×512 on an H100); also batch --max-batch;
@@ -95,7 +95,7 @@ VAE_CONFIG: dict[str, Any] = {
     "norm_num_groups": 32,
     "sample_size": 512,
     "scaling_factor": 0.13025,
-    "force_upcast": False,  # fp16 decode, as the service runs it by default (SDXL_VAE_UPCAST off)
+    "force_upcast": False,  # fp16 decode, as the service runs it by default (POKEMON_DIFFUSION_VAE_UPCAST off)
 }
 TEXT_ENCODER_CONFIG: dict[str, Any] = {  # CLIP ViT-L/14
     "hidden_size": 768,
@@ -304,7 +304,7 @@ def time_pipeline(runs: int, warmup_runs: int, batch: int, batch_runs: int) -> d
         synchronize()
         return time.perf_counter() - began, timed.last_s, sum(len(image.base64_png) for image in images)
 
-    first_s, _, _ = call(1, 0)  # includes compilation when SDXL_COMPILE=1
+    first_s, _, _ = call(1, 0)  # includes compilation when POKEMON_DIFFUSION_COMPILE=1
     for index in range(warmup_runs):
         call(1, 1 + index)
     runner_ms: list[float] = []
@@ -415,7 +415,7 @@ def variant_settings(args: argparse.Namespace, compiled: bool, scratch: Path) ->
     return {
         "POKEMON_MAX_BATCH": str(args.max_batch),
         **dict(args.env),
-        "SDXL_COMPILE": "1" if compiled else "0",
+        "POKEMON_DIFFUSION_COMPILE": "1" if compiled else "0",
         "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor-cache"),
     }
 
@@ -563,7 +563,7 @@ def render(variants: list[Variant], info: dict[str, Any], build: dict[str, Any],
         total = sum(params.values()) / 1e9 if params else 0.0
         model = f"SDXL Turbo architecture, random fp16 weights ({total:.2f} B parameters)"
     out.write(
-        f"model: {model}; {args.size}×{args.size}, SDXL_STEPS=1, POKEMON_MAX_BATCH={args.max_batch}, "
+        f"model: {model}; {args.size}×{args.size}, POKEMON_DIFFUSION_STEPS=1, POKEMON_MAX_BATCH={args.max_batch}, "
         f"settings overridden: {dict(args.env) or 'none'}\n\n"
     )
     tables = {variant.name: rows_for(variant, args) for variant in variants}
@@ -623,15 +623,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_gpu", description="Full-size SDXL on a GPU through the service: latency and throughput."
     )
-    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="SDXL_DEVICE (default cuda)")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="the service's device (default cuda)")
     parser.add_argument("--tiny", action="store_true", help="the tiny test pipeline instead (a smoke run)")
     parser.add_argument("--model", type=Path, help="an existing pipeline folder: skip the build")
-    parser.add_argument("--size", type=int, default=TARGET_SIZE, help="SDXL_WIDTH and SDXL_HEIGHT (default 512)")
+    parser.add_argument("--size", type=int, default=TARGET_SIZE, help="POKEMON_IMAGE_WIDTH and _HEIGHT (default 512)")
     parser.add_argument(
         "--compile",
         choices=("off", "on", "both"),
         default="both",
-        help="SDXL_COMPILE variants to measure (default both, eager first)",
+        help="POKEMON_DIFFUSION_COMPILE variants to measure (default both, eager first)",
     )
     parser.add_argument(
         "--parts", choices=("all", "pipeline", "server"), default="all", help="(i) pipeline, (ii)+(iii) server"
@@ -653,7 +653,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         type=setting,
         metavar="KEY=VALUE",
-        help="a service setting for every step, e.g. SDXL_ATTENTION_SLICING=0 (repeatable)",
+        help="a service setting for every step, e.g. POKEMON_DIFFUSION_ATTENTION_SLICING=0 (repeatable)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON here")
     parser.add_argument("--fail-on-miss", action="store_true", help="exit 3 when a target is missed")

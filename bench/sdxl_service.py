@@ -72,10 +72,10 @@ def service_env(
         # Paths that do not exist: the server then serves plain HTTP, which is what wrk speaks here.
         "POKEMON_TLS_CERT": str(scratch / "no-cert.pem"),
         "POKEMON_TLS_KEY": str(scratch / "no-key.pem"),
-        "SDXL_TURBO_MODEL": str(model),
-        "SDXL_WIDTH": str(width),
-        "SDXL_HEIGHT": str(height),
-        "SDXL_DEVICE": device,
+        "POKEMON_DIFFUSION_MODEL": str(model),
+        "POKEMON_IMAGE_WIDTH": str(width),
+        "POKEMON_IMAGE_HEIGHT": str(height),
+        "POKEMON_DIFFUSION_DEVICE": device,
         "HF_HUB_OFFLINE": "1",
         "LOG_JSON": "1",
         "LOG_LEVEL": "INFO",  # sdxl.generate, the batch sizes, is an INFO line
