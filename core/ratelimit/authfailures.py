@@ -7,8 +7,8 @@ in memory, until when a client's bucket is empty — learned from the take that 
 decision says `remaining` 0) or from a refused take. Past the budget every attempt, the right token
 included, is refused until the bucket holds a token again: a guesser cannot tell a right guess.
 
-With a shared DynamoDB table the count of failures is exact across instances (every failure is a
-conditional write), but an instance learns that a client is throttled only from its own takes: another
+With a shared store (a DynamoDB table, or Redis) the count of failures is exact across instances (every
+failure is a conditional write, or one atomic script call), but an instance learns that a client is throttled only from its own takes: another
 instance serves a right token until that client fails there once. Past the budget, a guesser can tell a
 right guess at most once per instance it reaches that has not yet seen it fail.
 """
