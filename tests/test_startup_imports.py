@@ -29,8 +29,15 @@ with open("infra/events/apigateway-http-generate.json", encoding="utf-8") as eve
     assert handler(json.load(event), Context())["statusCode"] == 200
 """
 # Never on these paths: the document's models and FastAPI's pydantic-v1 check, what only remote names, the
-# server, its TLS helper or its /metrics need.
-NOT_AT_START_UP = {"handlers.openapi", "pydantic.v1", "pydantic_settings", "httpx", "rich", "uvicorn"}
+# server, its TLS helper or its /metrics need, and the libraries of backends the default settings do not choose
+# (a shared Redis, a DynamoDB table, a diffusion model).
+NOT_AT_START_UP = {"handlers.openapi", "pydantic.v1", "pydantic_settings", "httpx", "rich", "uvicorn"} | {
+    "redis",
+    "boto3",
+    "torch",
+    "diffusers",
+    "transformers",
+}
 NOT_ON_LAMBDA = NOT_AT_START_UP | {"prometheus_client", "cryptography", "PIL.JpegImagePlugin", "PIL.GifImagePlugin"}
 
 
