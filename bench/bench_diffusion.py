@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.harness import BenchError, Processes, Server, require_cpus, setting
-from bench.report import Outcome, environment, finish, outcome_of, versions
+from bench.report import Outcome, environment, finish, load_figures, outcome_of, versions
 from bench.sdxl_service import Batches, build_tiny_pipeline, format_distribution, measure_wrk, probe, start_service
 from bench.wrk import WrkResult, require_wrk, run_wrk
 
@@ -116,13 +116,7 @@ def build_report(levels: dict[int, Level], args: argparse.Namespace, extras: dic
             "max_batch": args.max_batch if args.max_batch is not None else "8 (service default)",
             "extra": dict(args.env),
         },
-        "load": {
-            "rounds": args.rounds,
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "server_cpu": args.server_cpu,
-            "wrk_cpu": args.wrk_cpu,
-        },
+        "load": load_figures(args),
         **extras,
         "environment": environment(),
     }

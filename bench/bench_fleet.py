@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import threading
@@ -36,7 +35,7 @@ from pathlib import Path
 import httpx
 
 from bench.harness import HOST, BenchError, Processes, base_env, start_server
-from bench.wrk import WrkResult, require_wrk, run_wrk
+from bench.wrk import WrkResult, alternate_services, median, require_wrk
 from tests.support.fake_llm import FakeLLM, start_fake_llm
 from tests.support.redis_server import RedisServer, RedisServerError
 
@@ -163,27 +162,9 @@ def limiter_cost(scratch: Path, redis: RedisServer, args: argparse.Namespace) ->
                 processes, scratch, "limit-redis", args.server_cpu, POKEMON_REDIS_URL=redis.url, **common
             ),
         }
-        results: dict[str, list[WrkResult]] = {name: [] for name in ports}
-        for port in ports.values():
-            run_wrk(port, connections=args.connections, seconds=1, cpu=args.wrk_cpu)
-        for round_number in range(args.rounds):
-            for name, port in ports.items():
-                result = run_wrk(port, connections=args.connections, seconds=args.duration, cpu=args.wrk_cpu)
-                if result.errors:
-                    raise BenchError(f"{name}: {result.errors} failed requests")
-                results[name].append(result)
-                print(
-                    f"  round {round_number + 1}/{args.rounds} {name:6} {result.requests_per_s:9.1f} req/s"
-                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms",
-                    flush=True,
-                )
-        return results
+        return alternate_services(ports, args)
     finally:
         processes.stop_all()
-
-
-def median(results: list[WrkResult], field: str) -> float:
-    return float(statistics.median(getattr(result, field) for result in results))
 
 
 def report(calls: list[CallsResult], limits: dict[str, list[WrkResult]], args: argparse.Namespace) -> bool:

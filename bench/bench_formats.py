@@ -18,13 +18,13 @@ import json
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.harness import HOST, BenchError, Processes, Server, base_env, http_get, require_cpus, start_server
-from bench.report import Outcome, environment, finish, outcome_of
-from bench.wrk import WrkResult, require_wrk, run_wrk
+from bench.report import Outcome, environment, finish, load_figures, outcome_of, ratio_verdict, rounds_table
+from bench.wrk import Target, WrkResult, alternate_rounds, require_wrk, round_ratios, summarize
 from tests.support.paths import SHIPPED_IMAGES
 
 TARGET_RATIO = 0.9
@@ -115,39 +115,26 @@ def check_small_webp(port: int) -> None:
             raise BenchError(f"the raw answer is {image.format} {image.size}")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Rounds:
-    png: list[WrkResult] = field(default_factory=list)
-    webp: list[WrkResult] = field(default_factory=list)
+    png: list[WrkResult]
+    webp: list[WrkResult]
 
     def ratios(self) -> list[float]:
-        return [webp.requests_per_s / png.requests_per_s for png, webp in zip(self.png, self.webp, strict=True)]
+        return round_ratios(self.png, self.webp)
 
 
-def measure(server: Server, args: argparse.Namespace, progress: Callable[[str], None]) -> Rounds:
-    load = {"connections": args.connections, "cpu": args.wrk_cpu}
-    for path in (DEFAULT_PATH, SMALL_WEBP_PATH):
-        run_wrk(server.port, seconds=args.warmup, path=path, **load)  # the WebP cache fills here
-    rounds = Rounds()
-    for index in range(1, args.rounds + 1):
-        for name, path, results in (("png", DEFAULT_PATH, rounds.png), ("webp", SMALL_WEBP_PATH, rounds.webp)):
-            result = run_wrk(server.port, seconds=args.duration, path=path, **load)
-            results.append(result)
-            flag = f"  ERRORS {result.errors}" if result.errors else ""
-            progress(
-                f"  round {index}/{args.rounds} {name:<4} {result.requests_per_s:9.1f} req/s"
-                f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms{flag}"
-            )
-    return rounds
-
-
-def summarize(results: list[WrkResult]) -> dict[str, float | int]:
-    return {
-        "median_requests_per_s": statistics.median(r.requests_per_s for r in results),
-        "median_p50_ms": statistics.median(r.p50_ms for r in results),
-        "median_p99_ms": statistics.median(r.p99_ms for r in results),
-        "errors": sum(r.errors for r in results),
-    }
+def measure(server: Server, args: argparse.Namespace) -> Rounds:
+    results = alternate_rounds(
+        # The WebP cache fills in the warm-up.
+        [Target("png", server.port, DEFAULT_PATH), Target("webp", server.port, SMALL_WEBP_PATH)],
+        rounds=args.rounds,
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        cpu=args.wrk_cpu,
+    )
+    return Rounds(png=results["png"], webp=results["webp"])
 
 
 def build_report(rounds: Rounds, payloads: list[Payload], args: argparse.Namespace) -> dict[str, object]:
@@ -164,14 +151,7 @@ def build_report(rounds: Rounds, payloads: list[Payload], args: argparse.Namespa
         "servers": {"png": summarize(rounds.png), "webp": summarize(rounds.webp)},
         "rounds": {"png": [asdict(r) for r in rounds.png], "webp": [asdict(r) for r in rounds.webp]},
         "payloads": [asdict(payload) for payload in payloads],
-        "load": {
-            "rounds": args.rounds,
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "connections": args.connections,
-            "server_cpu": args.server_cpu,
-            "wrk_cpu": args.wrk_cpu,
-        },
+        "load": load_figures(args, connections=args.connections),
         "environment": environment(),
     }
 
@@ -183,21 +163,10 @@ def render(report: dict[str, object]) -> str:
     load: dict[str, object] = report["load"]  # type: ignore[assignment]
     env: dict[str, object] = report["environment"]  # type: ignore[assignment]
     out = io.StringIO()
-    out.write(f"\n{'request':<38} {'req/s (median)':>15} {'p50 ms':>9} {'p99 ms':>9} {'errors':>8}\n")
-    out.write(f"{'-' * 38} {'-' * 15} {'-' * 9} {'-' * 9} {'-' * 8}\n")
-    for name in ("png", "webp"):
-        row = servers[name]
-        out.write(
-            f"{paths[name]:<38} {row['median_requests_per_s']:>15.1f} {row['median_p50_ms']:>9.2f}"
-            f" {row['median_p99_ms']:>9.2f} {int(row['errors']):>8}\n"
-        )
-    ratios = ", ".join(f"{value:.3f}" for value in report["per_round_ratios"])  # type: ignore[attr-defined]
-    out.write(
-        f"\nwebp 256 / default png throughput: {report['ratio_webp_over_png']:.3f}×  (target ≥ {TARGET_RATIO:.2f}×)"
-        f"  {report['verdict']}\n  per-round ratios: {ratios}\n"
-    )
-    if not report["valid"]:
-        out.write("  INVALID RUN: some requests failed (non-2xx or socket errors); the figures do not count\n")
+    out.write("\n")
+    out.write(rounds_table("request", 38, {paths[name]: servers[name] for name in ("png", "webp")}))
+    ratio = float(report["ratio_webp_over_png"])  # type: ignore[arg-type]
+    out.write(ratio_verdict("webp 256 / default png", ratio, report))
     baseline = float(payloads[0]["json_bytes"])  # type: ignore[arg-type]
     out.write(f"\n{'payload (mean over 60 seeds)':<28} {'JSON bytes':>11} {'raw bytes':>10} {'JSON vs default':>16}\n")
     out.write(f"{'-' * 28} {'-' * 11} {'-' * 10} {'-' * 16}\n")
@@ -239,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             print(f"server up: :{server.port} (pid {server.process.pid})", flush=True)
             check_small_webp(server.port)
             payloads = measure_payloads(server.port)
-            rounds = measure(server, args, progress=lambda line: print(line, flush=True))
+            rounds = measure(server, args)
         finally:
             processes.stop_all()
     return build_report(rounds, payloads, args)

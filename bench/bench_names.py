@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.harness import HOST, BenchError, Processes, base_env, http_get, start_server
-from bench.wrk import WrkResult, require_wrk, run_wrk
+from bench.wrk import WrkResult, alternate_services, median, require_wrk
 from tests.support.fake_llm import FakeLLM, start_fake_llm
 
 LLM_DELAY_MS = 300
@@ -67,28 +66,6 @@ def wait_until(check: object, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def alternate(ports: dict[str, int], args: argparse.Namespace) -> dict[str, list[WrkResult]]:
-    results: dict[str, list[WrkResult]] = {name: [] for name in ports}
-    for port in ports.values():  # warm-up
-        run_wrk(port, connections=args.connections, seconds=1, cpu=args.wrk_cpu)
-    for round_number in range(args.rounds):
-        for name, port in ports.items():
-            result = run_wrk(port, connections=args.connections, seconds=args.duration, cpu=args.wrk_cpu)
-            if result.errors:
-                raise BenchError(f"{name}: {result.errors} failed requests")
-            results[name].append(result)
-            print(
-                f"  round {round_number + 1}/{args.rounds} {name:6} {result.requests_per_s:9.1f} req/s"
-                f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms",
-                flush=True,
-            )
-    return results
-
-
-def median(results: list[WrkResult], field: str) -> float:
-    return float(statistics.median(getattr(result, field) for result in results))
-
-
 def report(title: str, results: dict[str, list[WrkResult]], field: str, target: float, sources: dict[str, int]) -> bool:
     local, remote = median(results["local"], field), median(results["remote"], field)
     ratio = remote / local
@@ -129,7 +106,7 @@ def run(args: argparse.Namespace) -> bool:
             }
             wait_until(lambda: llm is not None and llm.stats()["chat_requests"] >= 4, "the first names")
             print(f"model answering in {LLM_DELAY_MS} ms; services up: {ports}")
-            slow = alternate(ports, args)
+            slow = alternate_services(ports, args)
             slow_ok = report(
                 f"1. model answering in {LLM_DELAY_MS} ms", slow, "p50_ms", P50_TARGET, name_sources(ports["remote"])
             )
@@ -137,7 +114,7 @@ def run(args: argparse.Namespace) -> bool:
             llm.set("hang")
             wait_until(lambda: health(ports["remote"]).get("status") == "degraded", "the breaker to open")
             print("\nmodel hanging; breaker open")
-            hung = alternate(ports, args)
+            hung = alternate_services(ports, args)
             hung_ok = report(
                 "2. model hanging, breaker open", hung, "p99_ms", P99_TARGET, name_sources(ports["remote"])
             )

@@ -18,8 +18,8 @@ import random
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.harness import (
@@ -33,8 +33,8 @@ from bench.harness import (
     setting,
     start_server,
 )
-from bench.report import Outcome, environment, finish, outcome_of
-from bench.wrk import WrkResult, require_wrk, run_wrk
+from bench.report import Outcome, environment, finish, load_figures, outcome_of, ratio_verdict, rounds_table
+from bench.wrk import Target, WrkResult, alternate_rounds, require_wrk, round_ratios, summarize
 from tests.support.paths import SHIPPED_IMAGES
 
 TARGET_RATIO = 0.85
@@ -132,44 +132,32 @@ def fetch_bodies(server: Server, *, attempts: int = 300) -> list[bytes]:
 # --- load ---------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Rounds:
-    bare: list[WrkResult] = field(default_factory=list)
-    real: list[WrkResult] = field(default_factory=list)
+    bare: list[WrkResult]
+    real: list[WrkResult]
 
     def ratios(self) -> list[float]:
-        return [real.requests_per_s / bare.requests_per_s for bare, real in zip(self.bare, self.real, strict=True)]
+        return round_ratios(self.bare, self.real)
 
 
-def measure(bare: Server, real: Server, args: argparse.Namespace, progress: Callable[[str], None]) -> Rounds:
-    load = {"connections": args.connections, "cpu": args.wrk_cpu}
-    for server in (bare, real):
-        # Warm-up: lets the allocator, CPU caches and lazily built state settle before anything counts.
-        run_wrk(server.port, seconds=args.warmup, **load)
-    rounds = Rounds()
-    for index in range(1, args.rounds + 1):
-        for server, results in ((bare, rounds.bare), (real, rounds.real)):
-            result = run_wrk(server.port, seconds=args.duration, **load)
-            results.append(result)
-            flag = f"  ERRORS {result.errors}" if result.errors else ""
-            progress(
-                f"  round {index}/{args.rounds} {server.name:<4} {result.requests_per_s:9.1f} req/s"
-                f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms{flag}"
-            )
-    return rounds
+def measure(bare: Server, real: Server, args: argparse.Namespace) -> Rounds:
+    results = alternate_rounds(
+        [Target(bare.name, bare.port), Target(real.name, real.port)],
+        rounds=args.rounds,
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        cpu=args.wrk_cpu,
+    )
+    return Rounds(bare=results[bare.name], real=results[real.name])
 
 
 # --- report -------------------------------------------------------------------------------------
 
 
-def summarize(results: list[WrkResult]) -> dict[str, float | int]:
-    return {
-        "median_requests_per_s": statistics.median(r.requests_per_s for r in results),
-        "median_p50_ms": statistics.median(r.p50_ms for r in results),
-        "median_p99_ms": statistics.median(r.p99_ms for r in results),
-        "errors": sum(r.errors for r in results),
-        "non_2xx": sum(r.non_2xx for r in results),
-    }
+def summarize_real(results: list[WrkResult]) -> dict[str, float | int]:
+    return {**summarize(results), "non_2xx": sum(r.non_2xx for r in results)}
 
 
 def count_log_lines(log_path: Path) -> tuple[int, int]:
@@ -199,7 +187,7 @@ def build_report(
         "target_ratio": TARGET_RATIO,
         # Failed requests are cheap, so a run with errors would flatter the real server: no verdict then.
         "verdict": "INVALID" if errors else ("PASS" if ratio >= TARGET_RATIO else "MISS"),
-        "servers": {"bare": summarize(rounds.bare), "real": summarize(rounds.real)},
+        "servers": {"bare": summarize_real(rounds.bare), "real": summarize_real(rounds.real)},
         "rounds": {"bare": [asdict(r) for r in rounds.bare], "real": [asdict(r) for r in rounds.real]},
         "response_bytes": body_size,
         "images": images_note,
@@ -210,15 +198,7 @@ def build_report(
             "requests_measured": requests,  # timed rounds only, warm-up excluded
             "setting_overrides": dict(args.env),
         },
-        "load": {
-            "rounds": args.rounds,
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "connections": args.connections,
-            "wrk_threads": 1,
-            "server_cpu": args.server_cpu,
-            "wrk_cpu": args.wrk_cpu,
-        },
+        "load": load_figures(args, connections=args.connections, wrk_threads=1),
         "environment": environment(),
     }
 
@@ -230,22 +210,8 @@ def render(report: dict[str, object]) -> str:
     real: dict[str, object] = report["real_server"]  # type: ignore[assignment]
     out = io.StringIO()
     out.write("\n")
-    out.write(f"{'server':<6} {'req/s (median)':>15} {'p50 ms':>9} {'p99 ms':>9} {'errors':>8}\n")
-    out.write(f"{'-' * 6} {'-' * 15} {'-' * 9} {'-' * 9} {'-' * 8}\n")
-    for name in ("bare", "real"):
-        row = servers[name]
-        out.write(
-            f"{name:<6} {row['median_requests_per_s']:>15.1f} {row['median_p50_ms']:>9.2f}"
-            f" {row['median_p99_ms']:>9.2f} {int(row['errors']):>8}\n"
-        )
-    ratios = ", ".join(f"{value:.3f}" for value in report["per_round_ratios"])  # type: ignore[attr-defined]
-    out.write(
-        f"\nreal/bare throughput: {report['ratio_real_over_bare']:.3f}×  (target ≥ {TARGET_RATIO:.2f}×)"
-        f"  {report['verdict']}\n"
-    )
-    out.write(f"  per-round ratios: {ratios}\n")
-    if not report["valid"]:
-        out.write("  INVALID RUN: some requests failed (non-2xx or socket errors); the figures do not count\n")
+    out.write(rounds_table("server", 6, {name: servers[name] for name in ("bare", "real")}))
+    out.write(ratio_verdict("real/bare", float(report["ratio_real_over_bare"]), report))  # type: ignore[arg-type]
     out.write(
         f"\nresponse size: {report['response_bytes']} bytes on average (the baseline cycles through one real"
         f" response per image); images: {report['images']}\n"
@@ -326,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 (body_dir / f"{index}.json").write_bytes(body)
             bare = start_bare(processes, body_dir, scratch, args.server_cpu)
             print(f"servers up: real :{real.port} (pid {real.process.pid}), bare :{bare.port} (pid {bare.process.pid})")
-            rounds = measure(bare, real, args, progress=lambda line: print(line, flush=True))
+            rounds = measure(bare, real, args)
         finally:
             processes.stop_all()
         # After the stop, so that the real server has flushed its last log lines.

@@ -6,6 +6,7 @@ table printed, the figures saved with `--json`, and the exit status they share (
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.metadata
 import json
@@ -48,6 +49,44 @@ def environment() -> dict[str, object]:
         "cpu_model": _cpu_model(),
         "platform": platform.platform(),
     }
+
+
+def load_figures(args: argparse.Namespace, **load: object) -> dict[str, object]:
+    """How a round-based run was loaded: its rounds and timing, what else shaped the load, and the CPUs pinned."""
+    return {
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        **load,
+        "server_cpu": args.server_cpu,
+        "wrk_cpu": args.wrk_cpu,
+    }
+
+
+def rounds_table(heading: str, width: int, rows: dict[str, dict[str, float]]) -> str:
+    """The medians `bench.wrk.summarize` keeps, one row per label (a server or a path) `width` wide."""
+    lines = [
+        f"{heading:<{width}} {'req/s (median)':>15} {'p50 ms':>9} {'p99 ms':>9} {'errors':>8}\n",
+        f"{'-' * width} {'-' * 15} {'-' * 9} {'-' * 9} {'-' * 8}\n",
+    ]
+    for label, row in rows.items():
+        lines.append(
+            f"{label:<{width}} {row['median_requests_per_s']:>15.1f} {row['median_p50_ms']:>9.2f}"
+            f" {row['median_p99_ms']:>9.2f} {int(row['errors']):>8}\n"
+        )
+    return "".join(lines)
+
+
+def ratio_verdict(what: str, ratio: float, report: dict[str, object]) -> str:
+    """The median per-round ratio against the target, the ratios it is the median of, and whether they count."""
+    ratios = ", ".join(f"{value:.3f}" for value in report["per_round_ratios"])  # type: ignore[attr-defined]
+    text = (
+        f"\n{what} throughput: {ratio:.3f}×  (target ≥ {report['target_ratio']:.2f}×)  {report['verdict']}\n"
+        f"  per-round ratios: {ratios}\n"
+    )
+    if not report["valid"]:
+        text += "  INVALID RUN: some requests failed (non-2xx or socket errors); the figures do not count\n"
+    return text
 
 
 @dataclass(frozen=True, slots=True)

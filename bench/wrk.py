@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
+import statistics
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bench.harness import HOST, BenchError, pin_to
@@ -91,6 +94,91 @@ def run_wrk(port: int, *, connections: int, seconds: float, cpu: int, path: str 
     if completed.returncode != 0:
         raise BenchError(f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout}")
     return parse_wrk(completed.stdout)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing wrk loads in the rounds: a server's port and the path asked for; `name` labels its results."""
+
+    name: str
+    port: int
+    path: str = "/v1/generate"
+
+
+def alternate_rounds(
+    targets: Sequence[Target],
+    *,
+    rounds: int,
+    duration: float,
+    warmup: float,
+    connections: int,
+    cpu: int,
+    fail_on_errors: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, list[WrkResult]]:
+    """Every target warmed up, then `rounds` rounds that load each target in turn; results by target name.
+
+    Alternating within a round, rather than one target's rounds after the other's, spreads the drift a long
+    run picks up (thermal, noisy neighbours) over all targets alike, so a round compares fairly with the round
+    of another target just before it. With `fail_on_errors` a failed request ends the run (BenchError) instead
+    of being flagged in the progress line and counted. Progress lines go to stdout at once unless `progress`
+    takes them.
+    """
+    say = progress or _say
+    results: dict[str, list[WrkResult]] = {target.name: [] for target in targets}
+    width = max(len(target.name) for target in targets)
+    for target in targets:
+        # Warm-up: lets the allocator, CPU caches and lazily built state settle before anything counts.
+        run_wrk(target.port, connections=connections, seconds=warmup, cpu=cpu, path=target.path)
+    for index in range(1, rounds + 1):
+        for target in targets:
+            result = run_wrk(target.port, connections=connections, seconds=duration, cpu=cpu, path=target.path)
+            if fail_on_errors and result.errors:
+                raise BenchError(f"{target.name}: {result.errors} failed requests")
+            results[target.name].append(result)
+            flag = f"  ERRORS {result.errors}" if result.errors else ""
+            say(
+                f"  round {index}/{rounds} {target.name:<{width}} {result.requests_per_s:9.1f} req/s"
+                f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms{flag}"
+            )
+    return results
+
+
+def alternate_services(ports: Mapping[str, int], args: argparse.Namespace) -> dict[str, list[WrkResult]]:
+    """`GET /v1/generate` on each service, as a run's `--rounds`, `--duration`, `--connections` and `--wrk-cpu`
+    say, after 1 s of warm-up each; a failed request ends the run (a latency of failures would not count)."""
+    return alternate_rounds(
+        [Target(name, port) for name, port in ports.items()],
+        rounds=args.rounds,
+        duration=args.duration,
+        warmup=1,
+        connections=args.connections,
+        cpu=args.wrk_cpu,
+        fail_on_errors=True,
+    )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # at once, so that a long run shows where it is
+
+
+def round_ratios(before: Sequence[WrkResult], after: Sequence[WrkResult]) -> list[float]:
+    """Each `after` round's throughput over that of the `before` round run just before it."""
+    return [later.requests_per_s / earlier.requests_per_s for earlier, later in zip(before, after, strict=True)]
+
+
+def median(results: Sequence[WrkResult], field: str) -> float:
+    return float(statistics.median(getattr(result, field) for result in results))
+
+
+def summarize(results: Sequence[WrkResult]) -> dict[str, float | int]:
+    """The figures a report keeps per target: medians over the rounds, and every failed request."""
+    return {
+        "median_requests_per_s": median(results, "requests_per_s"),
+        "median_p50_ms": median(results, "p50_ms"),
+        "median_p99_ms": median(results, "p99_ms"),
+        "errors": sum(result.errors for result in results),
+    }
 
 
 def wrk_version() -> str:
