@@ -12,13 +12,14 @@ import importlib.metadata
 import json
 import os
 import platform
+import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import BenchError
-from bench.wrk import wrk_version
+from bench.wrk import WrkResult, round_ratios, wrk_version
 
 
 def versions(*packages: str) -> dict[str, str]:
@@ -63,7 +64,23 @@ def load_figures(args: argparse.Namespace, **load: object) -> dict[str, object]:
     }
 
 
-def rounds_table(heading: str, width: int, rows: dict[str, dict[str, float]]) -> str:
+def ratio_figures(ratio_key: str, before: list[WrkResult], after: list[WrkResult], target: float) -> dict[str, object]:
+    """The verdict on `after` against `before`: the median of each `after` round's throughput over the `before`
+    round just before it, which cancels most of the drift a long run picks up, against `target`."""
+    ratios = round_ratios(before, after)
+    ratio = statistics.median(ratios)
+    errors = sum(result.errors for result in before + after)
+    return {
+        "valid": errors == 0,
+        ratio_key: ratio,
+        "per_round_ratios": ratios,
+        "target_ratio": target,
+        # Failed requests are cheap, so a run with errors would flatter the loaded side: no verdict then.
+        "verdict": "INVALID" if errors else ("PASS" if ratio >= target else "MISS"),
+    }
+
+
+def wrk_table(heading: str, width: int, rows: dict[str, dict[str, float]]) -> str:
     """The medians `bench.wrk.summarize` keeps, one row per label (a server or a path) `width` wide."""
     lines = [
         f"{heading:<{width}} {'req/s (median)':>15} {'p50 ms':>9} {'p99 ms':>9} {'errors':>8}\n",
@@ -77,7 +94,7 @@ def rounds_table(heading: str, width: int, rows: dict[str, dict[str, float]]) ->
     return "".join(lines)
 
 
-def ratio_verdict(what: str, ratio: float, report: dict[str, object]) -> str:
+def ratio_lines(what: str, ratio: float, report: dict[str, object]) -> str:
     """The median per-round ratio against the target, the ratios it is the median of, and whether they count."""
     ratios = ", ".join(f"{value:.3f}" for value in report["per_round_ratios"])  # type: ignore[attr-defined]
     text = (

@@ -144,18 +144,26 @@ def alternate_rounds(
     return results
 
 
-def alternate_services(ports: Mapping[str, int], args: argparse.Namespace) -> dict[str, list[WrkResult]]:
-    """`GET /v1/generate` on each service, as a run's `--rounds`, `--duration`, `--connections` and `--wrk-cpu`
-    say, after 1 s of warm-up each; a failed request ends the run (a latency of failures would not count)."""
+def alternate_as_asked(
+    targets: Sequence[Target], args: argparse.Namespace, *, warmup: float | None = None, fail_on_errors: bool = False
+) -> dict[str, list[WrkResult]]:
+    """`alternate_rounds` as a run's `--rounds`, `--duration`, `--warmup` (unless `warmup` is given),
+    `--connections` and `--wrk-cpu` say."""
     return alternate_rounds(
-        [Target(name, port) for name, port in ports.items()],
+        targets,
         rounds=args.rounds,
         duration=args.duration,
-        warmup=1,
+        warmup=args.warmup if warmup is None else warmup,
         connections=args.connections,
         cpu=args.wrk_cpu,
-        fail_on_errors=True,
+        fail_on_errors=fail_on_errors,
     )
+
+
+def alternate_services(ports: Mapping[str, int], args: argparse.Namespace) -> dict[str, list[WrkResult]]:
+    """`GET /v1/generate` on each service after 1 s of warm-up each, for runs that have no `--warmup`; a failed
+    request ends the run (a latency of failures would not count)."""
+    return alternate_as_asked([Target(name, port) for name, port in ports.items()], args, warmup=1, fail_on_errors=True)
 
 
 def _say(line: str) -> None:
