@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.auth import AuthOutcome, BearerAuth
 from core.errors import RateLimited, Unauthorized
@@ -11,7 +12,9 @@ from core.metrics import Metrics
 from core.ratelimit import RateDecision, RateLimiter
 from core.ratelimit.authfailures import AuthFailureGuard
 from core.service import CreatureService
-from core.sharedstore import SharedStore
+
+if TYPE_CHECKING:
+    from core.sharedstore import SharedStore  # only with POKEMON_REDIS_URL: nothing to load otherwise
 
 
 @dataclass(frozen=True, slots=True)
