@@ -11,19 +11,12 @@ import pytest
 
 from core.ratelimit import MemoryRateLimiter, TokenBucket
 from core.ratelimit.authfailures import AuthFailureGuard
+from tests.support.clock import FakeClock
 from tests.support.server import ServerFactory, assert_refused_setting, run_server_once
 
 TOKEN = "right-t0ken-for-tests"
 RIGHT = {"Authorization": f"Bearer {TOKEN}"}
 WRONG = {"Authorization": "Bearer wrong-guess"}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def guard(per_minute: int, clock: FakeClock) -> AuthFailureGuard:

@@ -7,6 +7,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from core.breaker import BreakerState, CircuitBreaker
+from tests.support.clock import FakeClock
 
 
 def state_of(breaker: CircuitBreaker) -> BreakerState:
@@ -14,16 +15,8 @@ def state_of(breaker: CircuitBreaker) -> BreakerState:
     return breaker.state
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(threshold: int = 3, cooldown: float = 10.0) -> tuple[CircuitBreaker, Clock, list[tuple[str, str]]]:
-    clock = Clock()
+def make(threshold: int = 3, cooldown: float = 10.0) -> tuple[CircuitBreaker, FakeClock, list[tuple[str, str]]]:
+    clock = FakeClock(100.0)
     changes: list[tuple[str, str]] = []
     breaker = CircuitBreaker(
         failure_threshold=threshold,

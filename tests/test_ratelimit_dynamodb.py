@@ -29,22 +29,10 @@ from core.eventlog import configure_logging
 from core.health import HealthStatus
 from core.ratelimit import MemoryRateLimiter, RateDecision, TokenBucket
 from core.ratelimit.dynamodb import TTL_MARGIN_SECONDS, DynamoDBRateLimiter
+from tests.support.clock import EPOCH, FakeClock
 from tests.support.environment import AWS_ENV
 from tests.support.paths import REPO
 from tests.support.ports import free_port
-
-EPOCH = 1_700_000_000.0  # an epoch-like start: exact in binary, with quarter seconds still exact above it
-
-
-class FakeClock:
-    def __init__(self, now: float = EPOCH) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass(frozen=True)
@@ -116,7 +104,7 @@ def _acquire(limiter: DynamoDBRateLimiter | MemoryRateLimiter, key: str) -> Rate
 
 
 def test_capacity_then_refusal_then_refill(moto: Moto) -> None:
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     limiter = moto.limiter(TokenBucket.per_minute(3), clock=clock)
     key = _key()
     decisions = [_acquire(limiter, key) for _ in range(4)]
@@ -140,7 +128,7 @@ steps = st.lists(st.tuples(st.floats(0.0, 45.0), st.integers(0, 1)), min_size=1,
 @given(script=steps)
 def test_decisions_are_those_of_the_memory_limiter(moto: Moto, script: list[tuple[float, int]]) -> None:
     bucket = TokenBucket.per_minute(4)
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     shared = moto.limiter(bucket, clock=clock)
     memory = MemoryRateLimiter(bucket, clock=clock)
     keys = [_key(), _key()]
@@ -161,7 +149,7 @@ quarter_steps = st.lists(st.tuples(st.integers(0, 40), st.integers(0, 1)), min_s
 @given(script=quarter_steps)
 def test_two_instances_share_one_bucket(moto: Moto, script: list[tuple[int, int]]) -> None:
     bucket = TokenBucket(capacity=3, refill_per_second=2.0)
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     instances = [moto.limiter(bucket, clock=clock), moto.limiter(bucket, clock=clock)]
     memory = MemoryRateLimiter(bucket, clock=clock)
     key = _key()
@@ -190,7 +178,7 @@ def test_the_stored_item_expires_when_the_bucket_is_full_again(moto: Moto) -> No
 
 def test_a_lost_race_and_a_vanished_item_are_recovered(moto: Moto) -> None:
     bucket = TokenBucket.per_minute(2)
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     first, second = moto.limiter(bucket, clock=clock), moto.limiter(bucket, clock=clock)
     key = _key()
     assert _acquire(first, key).remaining == 1

@@ -24,20 +24,13 @@ from core.health import HealthStatus
 from core.ratelimit import RateDecision, TokenBucket
 from core.ratelimit.dynamodb import DynamoDBRateLimiter
 from handlers.routes import GENERATE_PATH
+from tests.support.clock import FakeClock
 from tests.support.environment import AWS_ENV
 from tests.support.server import ServerFactory, ServerProcess
 from tests.support.silent_server import SilentServer
 
 ONE_CALL = 1.5  # seconds: what one call to a hung store may cost (one read timeout, with margin)
 AT_ONCE = 0.05
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

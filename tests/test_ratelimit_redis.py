@@ -20,23 +20,13 @@ from core.health import HealthStatus
 from core.ratelimit import MemoryRateLimiter, RateDecision, TokenBucket
 from core.ratelimit.redis import FAIL_CLOSED_RETRY_AFTER, RedisRateLimiter
 from core.sharedstore import SharedStore
+from tests.support.clock import EPOCH, FakeClock
 from tests.support.paths import REPO
 from tests.support.ports import LOOPBACK
 from tests.support.redis_server import RedisServer
 from tests.support.silent_server import SilentServer
 
 T = TypeVar("T")
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _key() -> str:
@@ -61,7 +51,7 @@ def _redis_key(key: str) -> str:
 
 
 def test_capacity_then_refusal_then_refill(redis_server: RedisServer) -> None:
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     key = _key()
 
     async def use(store: SharedStore) -> None:
@@ -94,7 +84,7 @@ buckets = st.sampled_from(
 def test_decisions_are_those_of_token_bucket_take(
     redis_server: RedisServer, script: list[tuple[float, int]], bucket: TokenBucket
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     memory = MemoryRateLimiter(bucket, clock=clock)
     keys = [_key(), _key()]
 
@@ -165,7 +155,7 @@ def test_idle_keys_expire_and_a_missing_key_is_a_full_bucket(redis_server: Redis
 def test_the_script_comes_back_after_a_flush_and_a_restart(redis_server: RedisServer) -> None:
     key = _key()
     sync = redis_server.client()
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
 
     async def use(store: SharedStore) -> None:
         limiter = RedisRateLimiter(store, TokenBucket.per_minute(5), clock=clock)
@@ -222,7 +212,7 @@ def test_a_tampered_bucket_counts_as_a_full_one_and_mints_no_more(
     tamper(redis_server.client(), _redis_key(key))
 
     async def use(store: SharedStore) -> list[RateDecision]:
-        limiter = RedisRateLimiter(store, TokenBucket.per_minute(3), clock=FakeClock())
+        limiter = RedisRateLimiter(store, TokenBucket.per_minute(3), clock=FakeClock(EPOCH))
         decisions = [await limiter.acquire(key) for _ in range(5)]
         assert limiter.store_failures == 0 and store.failed_calls == 0  # no error, no breaker count
         return decisions
@@ -246,7 +236,7 @@ def test_fail_open_answers_from_this_process_budget_while_redis_is_down(redis_se
     key = _key()
 
     async def use(store: SharedStore) -> None:
-        limiter = RedisRateLimiter(store, TokenBucket.per_minute(3), clock=FakeClock())
+        limiter = RedisRateLimiter(store, TokenBucket.per_minute(3), clock=FakeClock(EPOCH))
         assert (await limiter.acquire(key)).remaining == 2
         redis_server.kill()
         answers = [await _timed(limiter, key) for _ in range(5)]
@@ -321,7 +311,7 @@ def test_exactly_capacity_is_admitted_across_processes_and_threads(redis_server:
 
 
 def test_concurrent_takes_share_round_trips_and_stay_exact(redis_server: RedisServer) -> None:
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
     keys = [_key() for _ in range(4)]
 
     async def use(store: SharedStore) -> tuple[int, list[RateDecision], list[RateDecision]]:
@@ -359,7 +349,7 @@ def test_a_caller_that_goes_away_takes_nothing_from_the_others(redis_server: Red
 
 def test_noscript_in_the_middle_of_a_pipeline_reloads_and_resends(redis_server: RedisServer) -> None:
     sync = redis_server.client()
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)
 
     async def use(store: SharedStore) -> list[int]:
         limiter = RedisRateLimiter(store, TokenBucket.per_minute(5), clock=clock)
