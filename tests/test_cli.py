@@ -6,8 +6,6 @@ import asyncio
 import base64
 import io
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,10 +20,10 @@ from core.service import CreatureService
 from core.version import version
 from handlers.cli.batch import BatchResult, Progress, run_batch, summary_lines
 from handlers.cli.client import InProcessClient
-from tests.support.cli import run_cli
-from tests.support.environment import clean_environment
-from tests.support.paths import REPO, SHIPPED_IMAGES
+from tests.support.cli import assert_one_line_error, run_cli
+from tests.support.paths import SHIPPED_IMAGES
 from tests.support.ports import free_port
+from tests.support.python_child import python_ok
 from tests.support.server import ServerFactory
 
 CONTRACT_KEYS = {"imageBase64", "metadata", "generatedAt"}
@@ -41,14 +39,6 @@ METADATA_KEYS = {
     "imageHeight",
 }
 RARITIES = ("F", "E", "D", "C", "B", "A", "S", "S+")
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------------------ in-process
@@ -137,16 +127,7 @@ for argv in (["--help"], ["--version"]):
 main(["generate", "--url", "http://127.0.0.1:{free_port()}"])
 print(sorted({{name.split(".")[0] for name in sys.modules}} & {{"starlette", "fastapi", "uvicorn"}}))
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env=clean_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = python_ok("-c", script)
     assert result.stdout.splitlines()[-1] == "[]"
 
 

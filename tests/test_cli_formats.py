@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,27 +16,15 @@ from PIL import Image
 from core.creature import ImageFormat
 from handlers.cli.client import GeneratedCreature, HttpClient, ImageChoice
 from handlers.cli.errors import CliError
-from tests.support.cli import run_cli
-from tests.support.environment import clean_environment
+from tests.support.cli import assert_one_line_error, run_cli
 from tests.support.fake_llm import FakeLLM
-from tests.support.paths import SHIPPED_IMAGES
+from tests.support.image_magic import magic_format
 from tests.support.ports import free_port
 from tests.support.server import ServerFactory, ServerProcess
 
 PILLOW_NAMES = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
 EXTENSIONS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
 NO_LIMIT = {"POKEMON_RATE_LIMIT_PER_MIN": "0"}
-
-
-def magic_format(data: bytes) -> str | None:
-    """The format the file's first bytes announce, whatever its name says."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    return None
 
 
 def assert_image(path: Path, fmt: str, size: tuple[int, int] | None = None) -> None:
@@ -49,27 +35,6 @@ def assert_image(path: Path, fmt: str, size: tuple[int, int] | None = None) -> N
         assert image.format == PILLOW_NAMES[fmt]
         if size is not None:
             assert image.size == size
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-def run_cli_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`pokemon ARGS` run from `folder` (where `--raw` without `--out` writes)."""
-    return subprocess.run(
-        [sys.executable, "-m", "handlers.cli", *args],
-        cwd=folder,
-        env=clean_environment(POKEMON_IMAGES_DIR=str(SHIPPED_IMAGES)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -131,14 +96,14 @@ def test_out_folder_gets_id_and_extension(tmp_path: Path) -> None:
 
 
 def test_raw_without_out_saves_id_dot_ext_in_the_current_folder(tmp_path: Path) -> None:
-    result = run_cli_in(tmp_path, "generate", "--raw", "--format", "webp", "--size", "48", "--seed", "5")
+    result = run_cli("generate", "--raw", "--format", "webp", "--size", "48", "--seed", "5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (written,) = tmp_path.iterdir()
     assert re.fullmatch(r"pkm_[A-Z0-9]{12}\.webp", written.name)
     assert_image(written, "webp", (48, 48))
     assert not list(tmp_path.glob("*.json"))  # the image only
     # Without --raw and --out nothing is written.
-    assert run_cli_in(tmp_path, "generate", "--format", "webp").returncode == 0
+    assert run_cli("generate", "--format", "webp", cwd=tmp_path).returncode == 0
     assert len(list(tmp_path.iterdir())) == 1
 
 
@@ -184,7 +149,7 @@ def test_batch_writes_the_chosen_format(tmp_path: Path) -> None:
 )
 def test_bad_format_size_and_out_exit_2_with_one_line(tmp_path: Path, args: list[str], says: str) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
-    line = assert_one_line_error(run_cli_in(tmp_path, *args, "--url", closed), 2)
+    line = assert_one_line_error(run_cli(*args, "--url", closed, cwd=tmp_path), 2)
     assert says in line
     assert list(tmp_path.iterdir()) == []  # nothing written, no folder made
 

@@ -6,8 +6,6 @@ import asyncio
 import hashlib
 import io
 import struct
-import subprocess
-import sys
 import threading
 from functools import partial
 from pathlib import Path
@@ -21,8 +19,8 @@ from core.images.base import ImageRequest
 from core.images.encoding import EncodedImages, decode_png, encode_image, target_size
 from core.images.files import FilesImages, load_image
 from handlers.errors import answer_for
-from tests.support.environment import clean_environment
-from tests.support.paths import REPO, SHIPPED_IMAGES
+from tests.support.paths import SHIPPED_IMAGES
+from tests.support.python_child import python_ok
 
 PNG, WEBP, JPEG = ImageFormat.PNG, ImageFormat.WEBP, ImageFormat.JPEG
 SIGNATURES = {PNG: b"\x89PNG\r\n\x1a\n", WEBP: b"RIFF", JPEG: b"\xff\xd8\xff"}
@@ -131,15 +129,7 @@ def test_the_same_bytes_in_another_process() -> None:
         "    print(hashlib.sha256(encode_image(image, fmt, 200, backend='files').raw()).hexdigest())\n"
     )
     path = SHIPPED_IMAGES / "image_03.png"
-    completed = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        cwd=REPO,
-        env=clean_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    completed = python_ok("-c", script, str(path))
     here = [
         hashlib.sha256(encode_image(shipped(3), fmt, 200, backend="files").raw()).hexdigest() for fmt in ImageFormat
     ]
@@ -392,15 +382,7 @@ def test_the_default_path_loads_no_other_encoder() -> None:
         "asyncio.run(get('')); print(loaded())\n"
         "asyncio.run(get('?format=webp')); print(loaded())\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script, str(SHIPPED_IMAGES)],
-        cwd=REPO,
-        env=clean_environment(LOG_LEVEL="WARNING"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    completed = python_ok("-c", script, str(SHIPPED_IMAGES), LOG_LEVEL="WARNING")
     lines = [line for line in completed.stdout.splitlines() if line.startswith("[")]
     assert lines[0] == "[]"
     assert "PIL.WebPImagePlugin" in lines[1]  # (Pillow's own pre-init brings JPEG along, on the encode thread)

@@ -11,16 +11,14 @@ import base64
 import copy
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from tests.support.environment import clean_environment
 from tests.support.paths import REPO, SHIPPED_IMAGES
+from tests.support.python_child import python_ok
 
 EVENTS = REPO / "infra" / "events"
 
@@ -75,17 +73,14 @@ STEPS: list[tuple[str, dict[str, Any]]] = [
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     out = tmp_path_factory.mktemp("lambda-binary") / "results.json"
-    completed = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(out)],
-        input=json.dumps([step for _, step in STEPS]),
-        cwd=REPO,
-        env=clean_environment(POKEMON_IMAGES_DIR=str(SHIPPED_IMAGES), POKEMON_RATE_LIMIT_PER_MIN="0"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    completed = python_ok(
+        "-c",
+        RUNNER,
+        str(out),
+        stdin=json.dumps([step for _, step in STEPS]),
+        POKEMON_IMAGES_DIR=str(SHIPPED_IMAGES),
+        POKEMON_RATE_LIMIT_PER_MIN="0",
     )
-    assert completed.returncode == 0, completed.stderr
     assert "Traceback" not in completed.stderr, completed.stderr
     return dict(zip((name for name, _ in STEPS), json.loads(out.read_text(encoding="utf-8")), strict=True))
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.environment import clean_environment
 from tests.support.fake_llm import FakeLLM
 from tests.support.paths import REPO, SHIPPED_IMAGES
+from tests.support.python_child import python_ok
 
 EVENTS = REPO / "infra" / "events"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -78,18 +76,11 @@ class Environment:
 
 def run_environment(tmp: Path, steps: list[Invocation], **env: str) -> Environment:
     out = tmp / "results.json"
-    completed = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(out)],
-        input=json.dumps([{"handler": step.handler, "event": step.event} for step in steps]),
-        cwd=REPO,
-        env=clean_environment(**{"POKEMON_IMAGES_DIR": str(SHIPPED_IMAGES), **env}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    steps_json = json.dumps([{"handler": step.handler, "event": step.event} for step in steps])
     # No invocation may raise: a handler that raises is a failed invocation to Lambda.
-    assert completed.returncode == 0, completed.stderr
+    completed = python_ok(
+        "-c", RUNNER, str(out), stdin=steps_json, **{"POKEMON_IMAGES_DIR": str(SHIPPED_IMAGES), **env}
+    )
     assert "Traceback" not in completed.stderr, completed.stderr
     recorded = json.loads(out.read_text(encoding="utf-8"))
     documents = [json.loads(line) for line in completed.stdout.splitlines()]  # every line must be JSON

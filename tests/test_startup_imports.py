@@ -4,11 +4,9 @@ start imports only what it serves with (each import there is milliseconds of eve
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from tests.support.environment import clean_environment
-from tests.support.paths import REPO, SHIPPED_IMAGES
+from tests.support.paths import SHIPPED_IMAGES
+from tests.support.python_child import python_ok
 
 # A fresh interpreter builds the app (and, for the Lambda entry point, serves one request): what that imports is
 # what every start-up pays for, a cold start above all.
@@ -42,15 +40,7 @@ NOT_ON_LAMBDA = NOT_AT_START_UP | {"prometheus_client", "cryptography", "PIL.Jpe
 
 
 def modules_after(body: str) -> set[str]:
-    completed = subprocess.run(
-        [sys.executable, "-c", STARTUP.format(body=body)],
-        cwd=REPO,
-        env=clean_environment(POKEMON_IMAGES_DIR=str(SHIPPED_IMAGES), LOG_LEVEL="ERROR"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    completed = python_ok("-c", STARTUP.format(body=body), POKEMON_IMAGES_DIR=str(SHIPPED_IMAGES), LOG_LEVEL="ERROR")
     return set(json.loads(completed.stdout.splitlines()[-1]))
 
 

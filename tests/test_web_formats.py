@@ -14,6 +14,7 @@ from PIL import Image
 from playwright.sync_api import Download, Page, Request, Route, expect
 
 from tests.support.browser import PageFactory, PageProblems
+from tests.support.image_magic import magic_format
 from tests.support.server import ServerFactory, ServerProcess
 
 SEED = 42
@@ -23,16 +24,6 @@ FORMATS = {  # format -> (extension, media type, Pillow's name)
     "webp": ("webp", "image/webp", "WEBP"),
     "jpeg": ("jpg", "image/jpeg", "JPEG"),
 }
-
-
-def magic_format(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    return None
 
 
 def open_page(new_page: PageFactory, server: ServerProcess) -> Page:
