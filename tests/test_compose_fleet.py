@@ -35,6 +35,7 @@ from packaging.requirements import Requirement
 from core.clientaddr import ClientAddressResolver
 from core.config import Settings, load_settings
 from handlers.routes import HEALTH_PATH
+from tests.support.dockerfile import arguments_of, only_argument
 from tests.support.environment import SETTING_PREFIXES, clean_environment
 from tests.support.ports import free_port
 from tests.support.server import ServerFactory
@@ -57,35 +58,12 @@ SAMPLE_TOKEN = "t" * 64  # stands for the operator's exported token when compose
 # --- Dockerfile ---
 
 
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    arguments: str
-
-
-def dockerfile() -> list[Instruction]:
-    """Instructions with continuation lines joined; comments (and hadolint pragmas) dropped."""
-    logical: list[str] = []
-    pending = ""
-    for line in DOCKERFILE.read_text().splitlines():
-        if line.lstrip().startswith("#") or (not pending and not line.strip()):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1].strip() + " "
-            continue
-        logical.append(pending + line.strip())
-        pending = ""
-    return [Instruction(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
-
-
 def instructions(keyword: str) -> list[str]:
-    return [instruction.arguments for instruction in dockerfile() if instruction.keyword == keyword]
+    return arguments_of(DOCKERFILE, keyword)
 
 
 def only(keyword: str) -> str:
-    found = instructions(keyword)
-    assert len(found) == 1, f"{keyword}: {found}"
-    return found[0]
+    return only_argument(DOCKERFILE, keyword)
 
 
 def image_env() -> dict[str, str]:

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -28,6 +27,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from core.config import LEGACY_NAMES, Settings
+from tests.support.dockerfile import Instruction, instructions, only_argument
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -329,32 +329,12 @@ def test_local_invocation_files_fit_the_template() -> None:
 # --- Dockerfile.gpu and its build context ---
 
 
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    arguments: str
-
-
 def dockerfile() -> list[Instruction]:
-    """Instructions with continuation lines joined; comments (and hadolint pragmas) dropped."""
-    logical: list[str] = []
-    pending = ""
-    for line in DOCKERFILE.read_text().splitlines():
-        if not pending and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.lstrip().startswith("#"):
-            continue
-        pending += line.rstrip("\\").strip() + " " if line.endswith("\\") else line.strip()
-        if not line.endswith("\\"):
-            logical.append(pending)
-            pending = ""
-    return [Instruction(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
+    return instructions(DOCKERFILE)
 
 
 def only(keyword: str) -> str:
-    found = [instruction.arguments for instruction in dockerfile() if instruction.keyword == keyword]
-    assert len(found) == 1, f"{keyword}: {found}"
-    return found[0]
+    return only_argument(DOCKERFILE, keyword)
 
 
 def test_hadolint_passes() -> None:
