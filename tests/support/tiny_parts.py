@@ -1,5 +1,6 @@
 """Parts the tiny SD3 and Flux pipelines share (tests/support/tiny_sd3.py, tiny_flux.py): a T5 encoder and its
-tokenizer, a 16-channel VAE, the flow-matching scheduler. All random, a few dozen channels wide, built offline.
+tokenizer, a 16-channel VAE (whose layout tiny_sdxl.py reuses), the flow-matching scheduler. All random, a few
+dozen channels wide, built offline.
 
 The T5 tokenizer is made in memory: transformers 5's `T5Tokenizer` (backed by the `tokenizers` library;
 `T5TokenizerFast` is its alias there) takes a Unigram vocabulary as (piece, score) pairs, so one piece per
@@ -68,8 +69,18 @@ def build_t5_encoder(tokenizer: T5Tokenizer) -> T5EncoderModel:
     return T5EncoderModel(config)
 
 
-def build_vae() -> AutoencoderKL:
-    """A 16-channel, 8× VAE shaped like SD3's and Flux's (no quant convolutions). Call under a seeded RNG."""
+def build_vae(
+    *,
+    latent_channels: int = LATENT_CHANNELS,
+    quant_convs: bool = False,
+    scaling_factor: float = 0.3611,
+    shift_factor: float | None = 0.1159,
+) -> AutoencoderKL:
+    """An 8× VAE a few channels wide; call under a seeded RNG.
+
+    The defaults are SD3's and Flux's VAE (16 channels, no quant convolutions, Flux's scale and shift, so latents
+    are scaled and shifted the way the real pipelines do it); tests/support/tiny_sdxl.py passes SDXL's values.
+    """
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
     vae: AutoencoderKL = AutoencoderKL(
@@ -78,16 +89,16 @@ def build_vae() -> AutoencoderKL:
         # Four blocks: three 2× downsamplings, the 8× of the real VAEs, so the size rules are the real ones.
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
+        # Narrow at full resolution, where a convolution costs the most on CPU.
         block_out_channels=(8, 16, 32, 32),
         layers_per_block=1,
         norm_num_groups=8,
-        latent_channels=LATENT_CHANNELS,
+        latent_channels=latent_channels,
         sample_size=DEFAULT_SIDE,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        # Flux's VAE values, so latents are scaled and shifted the way the real pipelines do it.
-        scaling_factor=0.3611,
-        shift_factor=0.1159,
+        use_quant_conv=quant_convs,
+        use_post_quant_conv=quant_convs,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
     )
     return vae
 

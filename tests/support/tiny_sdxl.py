@@ -144,11 +144,12 @@ def build_tiny_sdxl(folder: Path, *, seed: int = 0) -> Path:
     import torch
 
     # From their own modules: to type checkers, `from diffusers import X` is diffusers' placeholder for a missing torch.
-    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
     from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from tests.support.tiny_parts import build_vae
 
     folder = Path(folder)
     tokenizer = build_clip_tokenizer()
@@ -178,20 +179,9 @@ def build_tiny_sdxl(folder: Path, *, seed: int = 0) -> Path:
             addition_time_embed_dim=TIME_EMBED_DIM,
             projection_class_embeddings_input_dim=6 * TIME_EMBED_DIM + TEXT_PROJECTION,
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            # Four blocks means three 2× downsamplings: the 8× latent SDXL has (512 px → 64 latent).
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            # Narrow at full resolution, where a convolution costs the most on CPU.
-            block_out_channels=(8, 16, 32, 32),
-            layers_per_block=1,
-            norm_num_groups=8,
-            latent_channels=LATENT_CHANNELS,
-            sample_size=DEFAULT_SIDE,
-            scaling_factor=0.13025,  # SDXL's VAE value, so latents are scaled the way the real pipeline does.
-        )
+        # SDXL's VAE: 4 latent channels, quant convolutions, and its scale, so latents are scaled the way the real
+        # pipeline does it (no shift).
+        vae = build_vae(latent_channels=LATENT_CHANNELS, quant_convs=True, scaling_factor=0.13025, shift_factor=None)
     # SDXL Turbo's scheduler config: the trailing spacing is what makes a single step start from pure noise.
     scheduler = EulerAncestralDiscreteScheduler(
         num_train_timesteps=1000,
