@@ -33,6 +33,7 @@ from tests.support.clock import EPOCH, FakeClock
 from tests.support.environment import AWS_ENV
 from tests.support.paths import REPO
 from tests.support.ports import free_port
+from tests.support.released_together import run_processes_together
 
 
 @dataclass(frozen=True)
@@ -197,31 +198,22 @@ def test_a_lost_race_and_a_vanished_item_are_recovered(moto: Moto) -> None:
 # Each worker process: one limiter (its own memory of the bucket), many threads released together.
 WORKER = textwrap.dedent(
     """
-    import json, sys, threading
+    import json, sys
     from core.ratelimit import TokenBucket
     from core.ratelimit.dynamodb import DynamoDBRateLimiter
     from core.eventlog import configure_logging
+    from tests.support.released_together import release_threads_together
 
     configure_logging(stream=sys.stderr, background=False)  # stdout carries the result only
 
     table, key, threads, takes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     # A clock that never moves: no refill, and every write carries the same updated_at.
     limiter = DynamoDBRateLimiter(table, TokenBucket(20, 1.0), clock=lambda: 1_700_000_000.0, max_retries=1000)
-    start = threading.Barrier(threads + 1)
-    admitted = []
 
-    def run():
-        start.wait()
-        admitted.append(sum(limiter.acquire_blocking(key).allowed for _ in range(takes)))
+    def takes_admitted():
+        return sum(limiter.acquire_blocking(key).allowed for _ in range(takes))
 
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    print("READY", flush=True)
-    sys.stdin.readline()
-    start.wait()
-    for worker in workers:
-        worker.join()
+    admitted = release_threads_together(threads, takes_admitted)
     print(json.dumps({"admitted": sum(admitted), "failures": limiter.store_failures, "contended": limiter.contended}))
     """
 )
@@ -229,23 +221,8 @@ WORKER = textwrap.dedent(
 
 def test_exactly_capacity_is_admitted_across_processes_and_threads(moto: Moto) -> None:
     key = _key()
-    command = [sys.executable, "-c", WORKER, moto.table, key, "16", "5"]
-    processes = [
-        subprocess.Popen(command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(4)
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None and process.stdout.readline() == "READY\n"
-        for process in processes:  # released together: 64 threads, 320 takes on one bucket of 20
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        results = [json.loads(process.communicate(timeout=30)[0]) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    # Released together: 4 processes × 16 threads, 320 takes on one bucket of 20.
+    results = run_processes_together([sys.executable, "-c", WORKER, moto.table, key, "16", "5"], 4, timeout=30)
     assert sum(result["admitted"] for result in results) == 20
     assert all(result["failures"] == 0 and result["contended"] == 0 for result in results)
 

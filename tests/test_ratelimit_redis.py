@@ -4,8 +4,6 @@ expiring idle keys, surviving a script flush, tampering, a dead and a hung store
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import sys
 import time
 import uuid
@@ -21,9 +19,9 @@ from core.ratelimit import MemoryRateLimiter, RateDecision, TokenBucket
 from core.ratelimit.redis import FAIL_CLOSED_RETRY_AFTER, RedisRateLimiter
 from core.sharedstore import SharedStore
 from tests.support.clock import EPOCH, FakeClock
-from tests.support.paths import REPO
 from tests.support.ports import LOOPBACK
 from tests.support.redis_server import RedisServer
+from tests.support.released_together import run_processes_together
 from tests.support.silent_server import SilentServer
 
 T = TypeVar("T")
@@ -290,22 +288,7 @@ def test_a_hung_redis_costs_one_timeout_per_call_until_the_breaker_opens(fail_op
 def test_exactly_capacity_is_admitted_across_processes_and_threads(redis_server: RedisServer) -> None:
     key = _key()
     command = [sys.executable, "-m", "tests.support.limiter_worker", redis_server.url, key, "50", "4", "15"]
-    processes = [
-        subprocess.Popen(command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(4)
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None and process.stdout.readline() == "READY\n"
-        for process in processes:  # released together: 16 threads, 240 takes on one bucket of 50
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        results = [json.loads(process.communicate(timeout=60)[0]) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    results = run_processes_together(command, 4, timeout=60)  # released together: 16 threads, 240 takes on 50
     assert all(result["failures"] == 0 for result in results)
     assert sum(result["admitted"] for result in results) == 50
 

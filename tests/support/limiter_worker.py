@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import threading
 
 from core.ratelimit.bucket import TokenBucket
 from core.ratelimit.redis import RedisRateLimiter
 from core.sharedstore import SharedStore
+from tests.support.released_together import release_threads_together
 
 SLOW_REFILL = 1e-6  # tokens per second
 
@@ -33,21 +33,7 @@ async def _takes(url: str, key: str, bucket: TokenBucket, takes: int) -> tuple[i
 
 def main(url: str, key: str, capacity: int, threads: int, takes: int) -> None:
     bucket = TokenBucket(capacity=capacity, refill_per_second=SLOW_REFILL)
-    results: list[tuple[int, int]] = []
-    start = threading.Barrier(threads + 1)
-
-    def run() -> None:
-        start.wait()
-        results.append(asyncio.run(_takes(url, key, bucket, takes)))
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    print("READY", flush=True)
-    sys.stdin.readline()
-    start.wait()
-    for worker in workers:
-        worker.join()
+    results = release_threads_together(threads, lambda: asyncio.run(_takes(url, key, bucket, takes)))
     print(json.dumps({"admitted": sum(r[0] for r in results), "failures": sum(r[1] for r in results)}), flush=True)
 
 
