@@ -8,9 +8,10 @@ decision says `remaining` 0) or from a refused take. Past the budget every attem
 included, is refused until the bucket holds a token again: a guesser cannot tell a right guess.
 
 With a shared store (a DynamoDB table, or Redis) the count of failures is exact across instances (every
-failure is a conditional write, or one atomic script call), but an instance learns that a client is throttled only from its own takes: another
-instance serves a right token until that client fails there once. Past the budget, a guesser can tell a
-right guess at most once per instance it reaches that has not yet seen it fail.
+failure is a conditional write, or one atomic script call), but an instance learns that a client is
+throttled only from its own takes: another instance serves a right token until that client fails there
+once. Past the budget, a guesser can tell a right guess at most once per instance it reaches that has not
+yet seen it fail.
 """
 
 from __future__ import annotations
