@@ -36,7 +36,7 @@ from core.clientaddr import ClientAddressResolver
 from core.config import Settings, load_settings
 from handlers.routes import HEALTH_PATH
 from tests.support.dockerfile import arguments_of, only_argument
-from tests.support.environment import SETTING_PREFIXES, clean_environment
+from tests.support.environment import SETTING_PREFIXES, clean_environment, setting_variables
 from tests.support.ports import free_port
 from tests.support.server import ServerFactory
 
@@ -77,15 +77,7 @@ def image_env() -> dict[str, str]:
 
 
 def known_settings() -> set[str]:
-    """Every variable a setting reads: its validation alias (or each of its alias choices)."""
-    names: set[str] = set()
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        if isinstance(alias, str):
-            names.add(alias)
-        elif alias is not None:
-            names.update(choice for choice in getattr(alias, "choices", ()) if isinstance(choice, str))
-    return names
+    return setting_variables()
 
 
 def test_hadolint_passes_on_the_slim_dockerfile() -> None:

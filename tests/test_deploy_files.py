@@ -26,8 +26,9 @@ from typing import Any, cast
 import pytest
 from packaging.requirements import Requirement
 
-from core.config import LEGACY_NAMES, Settings
+from core.config import LEGACY_NAMES
 from tests.support.dockerfile import Instruction, instructions, only_argument
+from tests.support.environment import setting_variables
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -95,14 +96,7 @@ def strings(node: object) -> Iterator[str]:
 
 
 def known_settings() -> set[str]:
-    names: set[str] = set(LEGACY_NAMES.values())  # the description's SDXL_* names, still read
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        if isinstance(alias, str):
-            names.add(alias)
-        elif alias is not None:
-            names.update(choice for choice in getattr(alias, "choices", ()) if isinstance(choice, str))
-    return names
+    return set(LEGACY_NAMES.values()) | setting_variables()  # the description's SDXL_* names, still read
 
 
 def unknown_settings(names: set[str]) -> set[str]:

@@ -12,7 +12,8 @@ from tests.support.python_child import run_python
 def run_cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m handlers.cli ARGS` from `cwd` with only the settings given here (plus the shipped images)."""
     # POKEMON_TOKEN is ours too but not a server setting, so clean_environment's prefixes already drop it.
-    return run_python("-m", "handlers.cli", *args, cwd=cwd, **{"POKEMON_IMAGES_DIR": str(SHIPPED_IMAGES), **env})
+    settings = {"POKEMON_IMAGES_DIR": str(SHIPPED_IMAGES), **env}
+    return run_python("-m", "handlers.cli", *args, cwd=cwd, stdin=None, timeout=60, **settings)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:

@@ -12,6 +12,20 @@ import os
 SETTING_PREFIXES = ("POKEMON_", "SDXL_", "OPENAI_", "LOG_")
 
 
+def setting_variables() -> set[str]:
+    """Every variable a setting reads: its validation alias (or each of its alias choices)."""
+    from core.config import Settings  # here, not at the top: conftest imports this module before anything else
+
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias)
+        elif alias is not None:
+            names.update(choice for choice in getattr(alias, "choices", ()) if isinstance(choice, str))
+    return names
+
+
 def clean_environment(**overrides: str) -> dict[str, str]:
     """The test process's environment without any setting of ours, plus `overrides`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(SETTING_PREFIXES)}

@@ -21,6 +21,7 @@ import pytest
 from tests.support.environment import clean_environment
 from tests.support.paths import REPO, SHIPPED_IMAGES
 from tests.support.ports import LOOPBACK, free_port
+from tests.support.python_child import run_python
 
 
 @dataclass
@@ -138,15 +139,7 @@ def run_server_once(**settings: str) -> subprocess.CompletedProcess[str]:
         "POKEMON_IMAGES_DIR": str(SHIPPED_IMAGES),
         **settings,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "handlers.server"],
-        cwd=REPO,
-        env=clean_environment(**env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_python("-m", "handlers.server", cwd=REPO, timeout=30, **env)
 
 
 def assert_refused_setting(result: subprocess.CompletedProcess[str], variable: str, *mentions: str) -> str:
