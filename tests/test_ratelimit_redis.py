@@ -242,7 +242,7 @@ def test_fail_open_answers_from_this_process_budget_while_redis_is_down(redis_se
         assert [d.allowed for d, _ in answers] == [True, True, True, False, False]
         assert [d.remaining for d, _ in answers[:3]] == [2, 1, 0]
         assert all(seconds < 0.2 + 0.3 for _, seconds in answers)
-        assert all(seconds < 0.02 for _, seconds in answers[3:])  # the breaker is open: no call at all
+        assert all(seconds < 0.05 for _, seconds in answers[3:])  # the breaker is open: no call at all
         assert limiter.store_failures == 5
         health = limiter.health()
         assert health.backend == "redis" and health.status is HealthStatus.DEGRADED
@@ -281,7 +281,7 @@ def test_a_hung_redis_costs_one_timeout_per_call_until_the_breaker_opens(fail_op
         answers = _failing_store(f"redis://{LOOPBACK}:{port}/0", use)
     seconds = [s for _, s in answers]
     assert all(0.15 < s < 0.2 + 0.3 for s in seconds[:3])  # each bounded by the store's 0.2 s limit
-    assert all(s < 0.02 for s in seconds[3:])  # then the breaker answers at once
+    assert all(s < 0.05 for s in seconds[3:])  # then the breaker answers at once
     assert [d.allowed for d, _ in answers] == ([True, True, True, False, False, False] if fail_open else [False] * 6)
 
 

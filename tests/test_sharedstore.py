@@ -65,7 +65,7 @@ def test_a_killed_store_opens_the_breaker_and_comes_back_by_itself(
         redis_server.kill()
         first, second, third = [await outcome(store) for _ in range(3)]
         assert first[0].startswith("unavailable:") and second[0].startswith("unavailable:")
-        assert third[0] == "unavailable:breaker open" and third[1] < 0.01
+        assert third[0] == "unavailable:breaker open" and third[1] < 0.05
         assert store.state is BreakerState.OPEN and not store.available
         health = store.health()
         assert health.status is HealthStatus.DEGRADED and health.backend == "redis"
@@ -101,7 +101,7 @@ def test_a_hung_store_costs_one_timeout_per_call_until_the_breaker_opens(log_str
     assert [result for result, _ in results[:3]] == ["unavailable:timeout"] * 3
     assert all(0.15 < seconds < 0.6 for _, seconds in results[:3])
     assert [result for result, _ in results[3:]] == ["unavailable:breaker open"] * 3
-    assert all(seconds < 0.01 for _, seconds in results[3:])
+    assert all(seconds < 0.05 for _, seconds in results[3:])
     assert accepted <= 3  # no call went out once the breaker was open
     assert len(store_lines(log_stream)) == 1
 
