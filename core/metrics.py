@@ -14,7 +14,7 @@ import bisect
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -96,10 +96,15 @@ class PrometheusMetrics:
         self._limited = _Count()  # a series without labels exists from the start, as in prometheus-client
         self._batches = _Distribution(_with_infinity(BATCH_BUCKETS))
         self._queue_depth: Callable[[], int] = lambda: 0
+        self._components: Callable[[], Mapping[str, bool]] | None = None
         self._registry: Any = None  # prometheus-client's registry, built by the first exposition
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self._queue_depth = depth
+
+    def watch_components(self, healthy: Callable[[], Mapping[str, bool]]) -> None:
+        """`healthy()`: each `/health` component by name, True while it is ok; read when scraped."""
+        self._components = healthy
 
     def request(self, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -179,6 +184,12 @@ class PrometheusMetrics:
         queue = Metric("pokemon_queue_depth", "Requests waiting for the image pipeline", "gauge")
         queue.add_sample("pokemon_queue_depth", {}, float(self._queue_depth()))
         yield queue
+        if self._components is not None:
+            # What /health says, for alerts: a degraded Redis, names from the fallback, a table failing.
+            ok = Metric("pokemon_component_ok", "1 while a /health component is ok, 0 while it is not", "gauge")
+            for component, healthy in sorted(self._components().items()):
+                ok.add_sample("pokemon_component_ok", {"component": component}, 1.0 if healthy else 0.0)
+            yield ok
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,15 @@ class ServiceHealth:
         """This report with the shared store (`components.redis`); a degraded store degrades it."""
         return replace(self, status=self._worst_with(store), shared_store=store)
 
+    def components(self) -> dict[str, ComponentHealth]:
+        """Each component by its name in `/health` (`images`, `names`, and `rateLimit`, `redis` when present)."""
+        named = {"images": self.images, "names": self.names}
+        if self.rate_limit is not None:
+            named["rateLimit"] = self.rate_limit
+        if self.shared_store is not None:
+            named[self.shared_store.backend] = self.shared_store
+        return named
+
     def _worst_with(self, component: ComponentHealth) -> HealthStatus:
         return self.status if self.status is HealthStatus.WARMING else HealthStatus.worst(self.status, component.status)
 

@@ -16,8 +16,9 @@ from core import wiring
 from core.config import Settings, get_settings
 from core.errors import InvalidRequest, PokemonError
 from core.eventlog import flush_logs, formatter, log
+from core.health import HealthStatus
 from core.metrics import Metrics, PrometheusMetrics
-from core.service import CreatureService
+from core.service import CreatureService, ServiceHealth
 from handlers.context import AppContext
 from handlers.endpoint import GenerateEndpoint, GenerateRouteMiddleware
 from handlers.errors import ApiError, answer_for
@@ -50,14 +51,18 @@ async def prometheus(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-async def health(request: Request) -> JSONResponse:
-    context = context_of(request)
+def health_report(context: AppContext) -> ServiceHealth:
+    """The service's report with what the app holds besides it: the limiter and the shared store."""
     report = context.service.health()
-    if context.limiter is not None:  # the limiter is the app's, not the service's: composed here
+    if context.limiter is not None:
         report = report.with_rate_limit(context.limiter.health())
     if context.shared_store is not None:
         report = report.with_shared_store(context.shared_store.health())
-    return JSONResponse(report.to_dict())
+    return report
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse(health_report(context_of(request)).to_dict())
 
 
 async def ready(request: Request) -> JSONResponse:
@@ -173,6 +178,9 @@ def create_app(
     app.add_api_route(READY_PATH, ready, methods=["GET", "HEAD"])
     if isinstance(parts.metrics, PrometheusMetrics):
         parts.metrics.watch_queue(service.queue_depth)
+        parts.metrics.watch_components(
+            lambda: {name: part.status is HealthStatus.OK for name, part in health_report(context).components().items()}
+        )
         app.add_api_route(METRICS_PATH, prometheus, methods=["GET"], include_in_schema=False)
     for mapped in (PokemonError, ApiError, StarletteHTTPException):
         app.add_exception_handler(mapped, _mapped_error)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 
 import pytest
 
 from core.metrics import PowertoolsMetrics, PrometheusMetrics
-from handlers.routes import route_label
+from handlers.routes import GENERATE_PATH, METRICS_PATH, route_label
+from tests.support.redis_server import RedisServer
 from tests.support.server import ServerFactory
 
 
@@ -86,3 +89,53 @@ def test_prometheus_sink_in_isolation() -> None:
     text = body.decode()
     assert sample(text, "pokemon_queue_depth") == 7
     assert sample(text, "pokemon_batch_size_count") == 1
+
+
+def test_components_are_exported_as_what_health_says() -> None:
+    sink = PrometheusMetrics()
+    states = {"images": True, "names": False}
+    sink.watch_components(lambda: states)
+    text = sink.exposition()[0].decode()
+    assert sample(text, "pokemon_component_ok", component="images") == 1
+    assert sample(text, "pokemon_component_ok", component="names") == 0
+    states["names"] = True  # read when scraped, not when registered
+    assert sample(sink.exposition()[0].decode(), "pokemon_component_ok", component="names") == 1
+
+
+def test_a_redis_outage_shows_in_the_metrics_until_it_is_over(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    server = server_factory(
+        {
+            "POKEMON_REDIS_URL": redis_server.url,
+            "POKEMON_REDIS_TIMEOUT_MS": "200",
+            "POKEMON_REDIS_BREAKER_FAILURES": "1",
+            "POKEMON_REDIS_BREAKER_COOLDOWN": "0.3",
+        }
+    )
+
+    def scrape() -> str:
+        with server.client() as client:
+            client.get(GENERATE_PATH)  # the limiter's call is what notices Redis
+            return client.get(METRICS_PATH).text
+
+    def redis_ok() -> float:
+        return sample(scrape(), "pokemon_component_ok", component="redis")
+
+    text = scrape()
+    assert redis_ok() == 1
+    assert {"images", "names", "rateLimit"} <= set(re.findall(r'pokemon_component_ok\{component="(\w+)"\}', text))
+    redis_server.kill()
+    assert wait_until(lambda: redis_ok() == 0)
+    assert sample(scrape(), "pokemon_component_ok", component="images") == 1
+    redis_server.start()
+    assert wait_until(lambda: redis_ok() == 1)
+
+
+def wait_until(condition: Callable[[], bool], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
