@@ -96,9 +96,10 @@ def test_an_instance_without_a_model_serves_the_names_another_fetched(
     assert report["status"] == "ok" and names["status"] == "ok", report
     assert "shared pool" in names["detail"], names
     assert llm.stats()["max_in_flight"] <= SLOTS
+    # Whether the cut-off instance ever called its own model depends on the race for lease slots with the
+    # other one (which keeps the pool full): its breaker is covered in process (tests/test_names_shared.py).
     fetching.stop()
     cut_off.stop()
-    assert events(cut_off, "remote_name.breaker")  # its own model's breaker opened; the fleet's names served on
 
 
 def test_the_fleets_model_calls_stay_within_the_lease_slots(
