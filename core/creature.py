@@ -40,14 +40,9 @@ class ImageFormat(StrEnum):
 
     @property
     def media_type(self) -> str:
-        return MEDIA_TYPES[self]
+        return f"image/{self.value}"  # each value is its IANA subtype
 
 
-MEDIA_TYPES: dict[ImageFormat, str] = {
-    ImageFormat.PNG: "image/png",
-    ImageFormat.WEBP: "image/webp",
-    ImageFormat.JPEG: "image/jpeg",
-}
 MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 2048
 FORMAT_RULE = "format must be one of png, webp, jpeg (lower case)"

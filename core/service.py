@@ -56,21 +56,12 @@ class ServiceHealth:
         return self.status if self.status is HealthStatus.WARMING else HealthStatus.worst(self.status, component.status)
 
     def to_dict(self) -> dict[str, object]:
-        components: dict[str, object] = {
-            "images": {"status": self.images.status.value, "detail": self.images.detail},
-            "names": {"status": self.names.status.value, "detail": self.names.detail},
-        }
-        if self.rate_limit is not None:
-            components["rateLimit"] = {
-                "backend": self.rate_limit.backend,
-                "status": self.rate_limit.status.value,
-                "detail": self.rate_limit.detail,
-            }
-        if self.shared_store is not None:
-            components[self.shared_store.backend] = {
-                "status": self.shared_store.status.value,
-                "detail": self.shared_store.detail,
-            }
+        components: dict[str, object] = {}
+        for name, part in self.components().items():
+            shown: dict[str, object] = {"status": part.status.value, "detail": part.detail}
+            if part is self.rate_limit:  # which store counts: memory, dynamodb or redis
+                shown = {"backend": part.backend, **shown}
+            components[name] = shown
         return {
             "status": self.status.value,
             "time": self.time,
